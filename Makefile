@@ -1,0 +1,34 @@
+# Quickstart: `make demo` (sets up, then runs the CIFAR-10 pipeline on the local SageMaker) and
+# `make test` (sets up, then runs every test). Both need only Python 3.11 on the machine.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+EMULATOR_PORT ?= 4566
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: setup demo test test-fast emulator clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required (set PYTHON=...)")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip check
+	touch $@
+
+demo: setup
+	$(PY) scripts/demo.py
+
+test: setup
+	$(PY) -m pytest
+
+# everything but real training runs and whole-DAG runs: a quick loop while developing
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not e2e"
+
+emulator: setup
+	$(PY) -m include.emulator --port $(EMULATOR_PORT)
+
+clean:
+	rm -rf .emulator .airflow .demo .pytest_cache

@@ -1,0 +1,101 @@
+"""The emulator's state and settings: one object that every resource module reaches through ctx."""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 4566
+DEFAULT_ACCOUNT = "123456789012"  # moto's default account, so S3/IAM/Logs ARNs agree
+DEFAULT_REGION = "us-east-1"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("EMULATOR_STATE_DIR", Path(__file__).resolve().parents[2] / ".emulator"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    # only docker-compose sets this: the emulator container must answer the Airflow containers
+    allow_container_network: bool = False
+    port: int = DEFAULT_PORT
+    state_dir: Path = field(default_factory=default_state_dir)
+    account_id: str = DEFAULT_ACCOUNT
+    region: str = DEFAULT_REGION
+    # how many training jobs and model servers may run at once; the rest wait their turn
+    max_concurrent_jobs: int = int(os.environ.get("EMULATOR_MAX_CONCURRENT_JOBS", "2"))
+    # the interpreter that stands in for SageMaker's framework containers
+    python: str = sys.executable
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    emulator: "Emulator"
+    region: str
+
+    @property
+    def account_id(self) -> str:
+        return self.emulator.settings.account_id
+
+    def arn(self, resource_type: str, name: str) -> str:
+        # SageMaker lower-cases names inside ARNs
+        return f"arn:aws:sagemaker:{self.region}:{self.account_id}:{resource_type}/{name.lower()}"
+
+
+class Emulator:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings()
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self._stores: dict[type, object] = {}
+        self._lock = threading.Lock()
+        self.job_slots = threading.BoundedSemaphore(self.settings.max_concurrent_jobs)
+        self.port = self.settings.port  # the bound port, once the server knows it
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.settings.host}:{self.port}"
+
+    def context(self, region: str | None = None) -> RequestContext:
+        return RequestContext(self, region or self.settings.region)
+
+    def store(self, cls):
+        """The one instance of a resource store class, created on first use."""
+        with self._lock:
+            if cls not in self._stores:
+                self._stores[cls] = cls(self)
+            return self._stores[cls]
+
+    def client(self, service: str, region: str | None = None):
+        """A boto3 client that talks to this emulator (S3, Logs, ... are served on the same port)."""
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name=region or self.settings.region,
+            aws_access_key_id="emulator",
+            aws_secret_access_key="emulator",
+        )
+
+    def child_environment(self, region: str | None = None) -> dict[str, str]:
+        """Environment for processes the emulator starts (jobs, model servers): AWS calls come back here."""
+        env = dict(os.environ)
+        env.update(
+            AWS_ENDPOINT_URL=self.endpoint_url,
+            AWS_DEFAULT_REGION=region or self.settings.region,
+            AWS_REGION=region or self.settings.region,
+            AWS_ACCESS_KEY_ID="emulator",
+            AWS_SECRET_ACCESS_KEY="emulator",
+        )
+        env.pop("AWS_PROFILE", None)
+        env.pop("AWS_SESSION_TOKEN", None)
+        return env
+
+    def shutdown(self) -> None:
+        for store in list(self._stores.values()):
+            close = getattr(store, "shutdown", None)
+            if close:
+                close()

@@ -1,0 +1,59 @@
+"""Errors are data: each carries the exact code, HTTP status and message SageMaker sends."""
+from __future__ import annotations
+
+
+class AwsError(Exception):
+    code = "InternalFailure"
+    status = 500
+
+    def __init__(self, message: str, **extra):
+        super().__init__(message)
+        self.message = message
+        self.extra = extra  # further members of the error body, e.g. OriginalStatusCode
+
+
+class ValidationException(AwsError):
+    code = "ValidationException"
+    status = 400
+
+
+class ResourceNotFound(AwsError):
+    code = "ResourceNotFound"
+    status = 400
+
+
+class ResourceInUse(AwsError):
+    code = "ResourceInUse"
+    status = 400
+
+
+class ResourceLimitExceeded(AwsError):
+    code = "ResourceLimitExceeded"
+    status = 400
+
+
+class UnknownOperation(AwsError):
+    code = "UnknownOperationException"
+    status = 400
+
+
+# sagemaker-runtime
+class RuntimeValidationError(AwsError):
+    code = "ValidationError"
+    status = 400
+
+
+class ModelError(AwsError):
+    """The container answered with an error; SageMaker wraps it as 424 with the original status."""
+
+    code = "ModelError"
+    status = 424
+
+
+class ModelNotReadyException(AwsError):
+    code = "ModelNotReadyException"
+    status = 429
+
+
+def not_found() -> ValidationException:
+    return ValidationException("Requested resource not found.")

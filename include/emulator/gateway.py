@@ -1,0 +1,123 @@
+"""Routing: one WSGI app on one port. SageMaker and sagemaker-runtime are ours; everything else
+(S3, CloudWatch Logs, IAM, STS, Application Auto Scaling) goes to moto's server backends."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from . import protocol
+from .app import Emulator, Settings
+from .errors import AwsError
+
+log = logging.getLogger(__name__)
+
+_INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
+_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
+
+
+def _scope(request: Request) -> tuple[str | None, str | None]:
+    match = _SCOPE.search(request.headers.get("Authorization", ""))
+    return (match["region"], match["service"]) if match else (None, None)
+
+
+class Gateway:
+    def __init__(self, emulator: Emulator):
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        from . import sagemaker  # noqa: F401  (registers the operations)
+
+        self.emulator = emulator
+        self._moto = DomainDispatcherApplication(create_backend_app)
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        region, service = _scope(request)
+        target = request.headers.get("X-Amz-Target", "")
+        if target.startswith("SageMaker."):
+            response = self._sagemaker(request, target.split(".", 1)[1], region)
+        elif request.method == "POST" and _INVOKE_PATH.match(request.path) and service in (None, "sagemaker"):
+            response = self._invoke(request, _INVOKE_PATH.match(request.path)["name"], region)
+        elif request.path == "/_emulator/health":
+            response = Response(json.dumps({"status": "ok"}), content_type="application/json")
+        else:
+            return self._moto(environ, start_response)
+        return response(environ, start_response)
+
+    def _sagemaker(self, request: Request, operation: str, region: str | None) -> Response:
+        from .sagemaker.registry import dispatch
+
+        ctx = self.emulator.context(region)
+        try:
+            body = protocol.parse_json_body(request.get_data())
+            status, headers, payload = protocol.json_response(dispatch(ctx, operation, body))
+        except AwsError as error:
+            status, headers, payload = protocol.json_error(error)
+        except Exception as exc:  # a bug of ours must still answer as AWS would, and be logged
+            log.exception("SageMaker.%s failed", operation)
+            status, headers, payload = protocol.json_error(AwsError(f"Internal error: {exc}"))
+        return Response(payload, status=status, headers=headers)
+
+    def _invoke(self, request: Request, endpoint_name: str, region: str | None) -> Response:
+        from .runtime import invoke_endpoint
+
+        ctx = self.emulator.context(region)
+        try:
+            status, headers, payload = invoke_endpoint(ctx, endpoint_name, request)
+        except AwsError as error:
+            status, headers, payload = protocol.rest_json_error(error)
+        except Exception as exc:
+            log.exception("InvokeEndpoint %s failed", endpoint_name)
+            status, headers, payload = protocol.rest_json_error(AwsError(f"Internal error: {exc}"))
+        return Response(payload, status=status, headers=headers)
+
+
+class _QuietHandler:
+    """moto's handler (it keeps S3 metadata headers intact) without a log line per request."""
+
+    @staticmethod
+    def based_on(handler_class):
+        class Handler(handler_class):
+            def log_request(self, code="-", size="-"):
+                if str(code).startswith("5"):
+                    super().log_request(code, size)
+
+        return Handler
+
+
+class EmulatorServer:
+    """The gateway on a port of 127.0.0.1, in a background thread (tests) or the foreground."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.emulator = Emulator(settings)
+        settings = self.emulator.settings
+        if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.allow_container_network:
+            raise ValueError("the local SageMaker binds to the loopback interface only")
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+        self._server = make_server(
+            settings.host, settings.port, Gateway(self.emulator), threaded=True, request_handler=_QuietHandler.based_on(MotoRequestHandler)
+        )
+        self.emulator.port = self._server.server_port
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.emulator.endpoint_url
+
+    def start(self) -> "EmulatorServer":
+        self._thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self.emulator.shutdown()
+        self._server.shutdown()
+        self._server.server_close()
