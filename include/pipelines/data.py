@@ -1,0 +1,90 @@
+"""Put a workload's training data where its channels point: s3://<bucket>/<s3_prefix>/data/.
+
+Three kinds of `data:` source:
+- generator: a function that writes a small synthetic data set locally (the local profile);
+- source_uri https://...: a published archive, downloaded and unpacked once (tar extraction with
+  filter="data", so no member lands outside the folder);
+- source_uri s3://...: already in S3, used in place; nothing to upload.
+The upload is a sync, so an unchanged data set costs one listing, not a re-upload.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from .config import WorkloadConfig
+from .packaging import sync_directory
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "data-manifest.json"  # beside data/, records which source_uri the synced data came from
+
+
+def generate_locally(cfg: WorkloadConfig, dest: Path) -> Path:
+    """Run `data.generator` (\"package.module:function\") with its kwargs into `dest`."""
+    module_name, function_name = cfg.data.generator.split(":")
+    generate = getattr(importlib.import_module(module_name), function_name)
+    generate(dest, **cfg.data.generator_kwargs)
+    return dest
+
+
+def download_archive(url: str, dest: Path) -> Path:
+    """Download `url` and unpack it into `dest` (a tar archive), or keep it as one file."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(suffix=Path(url).name, dir=dest.parent) as download:
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - https/http only, by config pattern
+            shutil.copyfileobj(response, download)
+        download.flush()
+        if tarfile.is_tarfile(download.name):
+            with tarfile.open(download.name) as archive:
+                archive.extractall(dest, filter="data")
+        else:
+            shutil.copy(download.name, dest / Path(url).name)
+    return dest
+
+
+def _manifest_key(cfg: WorkloadConfig) -> str:
+    return f"{cfg.s3_prefix}/{MANIFEST}"
+
+
+def _synced_source(s3_client, cfg: WorkloadConfig) -> str | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        body = s3_client.get_object(Bucket=cfg.bucket, Key=_manifest_key(cfg))["Body"].read()
+        return json.loads(body).get("source_uri")
+    except (ClientError, ValueError):
+        return None
+
+
+def upload_training_data(s3_client, cfg: WorkloadConfig, work_dir: Path) -> dict:
+    """Make the data set and sync it to cfg.data_uri; returns the sync counts and the channel URIs."""
+    data_uri = cfg.data_uri
+    result = {"uri": data_uri, "uploaded": 0, "skipped": 0, "bytes_uploaded": 0, "channels": cfg.channel_uris()}
+    source = cfg.data.source_uri
+    if source and source.startswith("s3://"):
+        log.info("Data for %s is already in S3 at %s", cfg.name, source)
+        return result
+    if source and _synced_source(s3_client, cfg) == source:
+        log.info("Data from %s was synced to %s before; not downloading it again", source, data_uri)
+        return result
+    local = Path(work_dir) / "data"
+    if local.exists():
+        shutil.rmtree(local)
+    if source:
+        download_archive(source, local)
+    else:
+        generate_locally(cfg, local)
+    key_prefix = data_uri.removeprefix(f"s3://{cfg.bucket}/")
+    result.update(sync_directory(s3_client, local, cfg.bucket, key_prefix))
+    if source:
+        s3_client.put_object(Bucket=cfg.bucket, Key=_manifest_key(cfg), Body=json.dumps({"source_uri": source}).encode(),
+                             ContentType="application/json")
+    result["uri"] = data_uri
+    return result

@@ -1,0 +1,311 @@
+"""SageMaker request dicts built from a workload config, with SageMaker's own key names.
+
+Each builder validates its result against botocore's service model (strict: enum, min/max,
+pattern, and no unknown members) before returning it, so a bad request fails in the task that
+built it, naming the field, instead of half-way through a pipeline on AWS.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from include.aws_shapes import RequestValidationError, request_problems
+
+from .config import WorkloadConfig
+
+SAGEMAKER_LOG_LEVEL = "20"  # logging.INFO, as the SageMaker Python SDK sends it
+MODEL_CODE_DIR = "/opt/ml/model/code"  # where the inference container finds code packed in model.tar.gz
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+EXPIRY_TAG = "expires-at"  # ISO-8601 UTC time after which the endpoint janitor deletes the endpoint
+_ECR_REGION = re.compile(r"\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com")
+
+
+class InvalidRequest(RequestValidationError):
+    """A built request that SageMaker would refuse; the message names the operation and each field."""
+
+    def __init__(self, operation: str, problems: list[str]):
+        super().__init__(problems)
+        self.operation = operation
+        self.args = (f"{operation}: {self.args[0]}",)
+
+
+def _validated(operation: str, request: dict, service: str = "sagemaker") -> dict:
+    problems = request_problems(service, operation, request, strict=True)
+    if problems:
+        raise InvalidRequest(operation, problems)
+    return request
+
+
+def hyperparameter_value(value: Any) -> str:
+    """A hyperparameter as SageMaker carries it: strings as they are, anything else as JSON ("true", "0.1")."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def region_of(image_uri: str) -> str:
+    match = _ECR_REGION.search(image_uri)
+    if not match:
+        raise ValueError(f"cannot tell the region from image {image_uri!r}; pass region=")
+    return match.group(1)
+
+
+def resource_tags(cfg: WorkloadConfig, extra: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """The workload's cost tags plus workload=<name> (and `extra`), as SageMaker's [{Key, Value}] list."""
+    tags = {**cfg.tags, "workload": cfg.name, **(extra or {})}
+    return [{"Key": key, "Value": str(value)} for key, value in sorted(tags.items())]
+
+
+def expiry_time(tags: list[dict[str, str]] | dict[str, str]) -> datetime | None:
+    """The `expires-at` time in a tag list (as ListTags returns it), or None when there is none."""
+    pairs = tags.items() if isinstance(tags, dict) else ((t.get("Key"), t.get("Value")) for t in tags)
+    for key, value in pairs:
+        if key == EXPIRY_TAG and value:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None
+
+
+# --- training --------------------------------------------------------------------------------
+
+def _training_hyperparameters(cfg: WorkloadConfig, *, job_name: str | None, source_uri: str, region: str,
+                              overrides: dict | None, exclude: set[str] = frozenset()) -> dict[str, str]:
+    values = {**cfg.training.hyperparameters, **(overrides or {})}
+    reserved = sorted(k for k in values if k.startswith("sagemaker_"))
+    if reserved:
+        raise ValueError(f"hyperparameter_overrides may not set the toolkit's own {', '.join(reserved)}")
+    hyperparameters = {str(k): hyperparameter_value(v) for k, v in values.items() if k not in exclude}
+    # the toolkit (sagemaker-training) json-decodes these, as the SageMaker Python SDK encodes them
+    hyperparameters.update({
+        "sagemaker_program": json.dumps(cfg.source.entry_point),
+        "sagemaker_submit_directory": json.dumps(source_uri),
+        "sagemaker_region": json.dumps(region),
+        "sagemaker_container_log_level": SAGEMAKER_LOG_LEVEL,
+    })
+    if job_name:
+        hyperparameters["sagemaker_job_name"] = json.dumps(job_name)
+    if cfg.training.distribution == "torch_distributed":
+        hyperparameters["sagemaker_torch_distributed_enabled"] = "true"  # launch with torchrun on every host
+    return hyperparameters
+
+
+def _input_data_config(channels: dict[str, str]) -> list[dict]:
+    if not channels:
+        raise ValueError("channels must name at least one input channel (channel name -> s3:// URI)")
+    return [
+        {
+            "ChannelName": name,
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
+                                            "S3DataDistributionType": "FullyReplicated"}},
+        }
+        for name, uri in sorted(channels.items())
+    ]
+
+
+def _job_definition(cfg: WorkloadConfig, image_uri: str, channels: dict[str, str]) -> dict:
+    """The members CreateTrainingJob and a tuning job's TrainingJobDefinition share."""
+    t = cfg.training
+    stopping = {"MaxRuntimeInSeconds": t.max_runtime_seconds}
+    definition = {
+        "AlgorithmSpecification": {
+            "TrainingImage": image_uri,
+            "TrainingInputMode": t.input_mode,
+            "MetricDefinitions": [{"Name": m.name, "Regex": m.regex} for m in t.metric_definitions],
+        },
+        "RoleArn": cfg.role_arn,
+        "InputDataConfig": _input_data_config(channels),
+        "OutputDataConfig": {"S3OutputPath": cfg.s3_uri("training-output")},
+        "ResourceConfig": {"InstanceType": t.instance_type, "InstanceCount": t.instance_count,
+                           "VolumeSizeInGB": t.volume_size_gb},
+        "StoppingCondition": stopping,
+    }
+    if t.use_spot:
+        definition["EnableManagedSpotTraining"] = True
+        stopping["MaxWaitTimeInSeconds"] = t.max_wait_seconds
+    if t.environment:
+        definition["Environment"] = dict(t.environment)
+    return definition
+
+
+def build_training_request(cfg: WorkloadConfig, *, job_name: str, image_uri: str, source_uri: str,
+                           channels: dict[str, str], hyperparameter_overrides: dict | None = None,
+                           region: str | None = None) -> dict:
+    """CreateTrainingJob for the workload: its script from `source_uri`, its data from `channels`.
+
+    `region` (for the toolkit's sagemaker_region) defaults to the image's region.
+    """
+    request = {"TrainingJobName": job_name}
+    request.update(_job_definition(cfg, image_uri, channels))
+    request["HyperParameters"] = _training_hyperparameters(
+        cfg, job_name=job_name, source_uri=source_uri, region=region or region_of(image_uri),
+        overrides=hyperparameter_overrides)
+    if cfg.training.checkpoint_s3_prefix:
+        # per job: a spot restart of this job resumes from here, another job never does
+        request["CheckpointConfig"] = {"S3Uri": cfg.s3_uri(cfg.training.checkpoint_s3_prefix, job_name),
+                                       "LocalPath": CHECKPOINT_LOCAL_PATH}
+    request["Tags"] = resource_tags(cfg)
+    return _validated("CreateTrainingJob", request)
+
+
+def model_artifact_uri(training_request: dict) -> str:
+    """Where SageMaker writes the job's model: <S3OutputPath>/<job>/output/model.tar.gz."""
+    output = training_request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+    return f"{output}/{training_request['TrainingJobName']}/output/model.tar.gz"
+
+
+def _number(value: float, integer: bool) -> str:
+    return str(int(value)) if integer else json.dumps(float(value))
+
+
+def build_tuning_request(cfg: WorkloadConfig, *, tuning_job_name: str, image_uri: str, source_uri: str,
+                         channels: dict[str, str], region: str | None = None) -> dict:
+    """CreateHyperParameterTuningJob from `tuning:`; the tuned names leave the static hyperparameters."""
+    if cfg.tuning is None:
+        raise ValueError(f"workload {cfg.name!r} has no tuning section")
+    tuning = cfg.tuning
+    ranges: dict[str, list] = {"IntegerParameterRanges": [], "ContinuousParameterRanges": [], "CategoricalParameterRanges": []}
+    for name, r in sorted(tuning.ranges.items()):
+        if r.type == "categorical":
+            ranges["CategoricalParameterRanges"].append({"Name": name, "Values": [hyperparameter_value(v) for v in r.values]})
+        else:
+            key = "IntegerParameterRanges" if r.type == "integer" else "ContinuousParameterRanges"
+            ranges[key].append({"Name": name, "MinValue": _number(r.min, r.type == "integer"),
+                                "MaxValue": _number(r.max, r.type == "integer"), "ScalingType": r.scaling})
+    ranges = {kind: items for kind, items in ranges.items() if items}
+    metric = tuning.objective_metric or cfg.evaluation.metric
+    direction = "Maximize" if cfg.evaluation.direction == "maximize" else "Minimize"
+    definition = _job_definition(cfg, image_uri, channels)
+    # no CheckpointConfig: the child jobs would share one checkpoint prefix and resume from each other
+    definition["StaticHyperParameters"] = _training_hyperparameters(
+        cfg, job_name=None, source_uri=source_uri, region=region or region_of(image_uri), overrides=None,
+        exclude=set(tuning.ranges))
+    request = {
+        "HyperParameterTuningJobName": tuning_job_name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": tuning.strategy,
+            "HyperParameterTuningJobObjective": {"Type": direction, "MetricName": metric},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": tuning.max_jobs,
+                               "MaxParallelTrainingJobs": tuning.max_parallel_jobs},
+            "ParameterRanges": ranges,
+            "TrainingJobEarlyStoppingType": tuning.early_stopping,
+        },
+        "TrainingJobDefinition": definition,
+        "Tags": resource_tags(cfg),
+    }
+    return _validated("CreateHyperParameterTuningJob", request)
+
+
+# --- hosting ---------------------------------------------------------------------------------
+
+def build_model_request(cfg: WorkloadConfig, *, model_name: str, image_uri: str, model_data_url: str,
+                        region: str | None = None) -> dict:
+    """CreateModel for a model.tar.gz whose inference code sits in its code/ folder (as the PyTorch SDK packs it)."""
+    request = {
+        "ModelName": model_name,
+        "PrimaryContainer": {
+            "Image": image_uri,
+            "ModelDataUrl": model_data_url,
+            "Environment": {
+                "SAGEMAKER_PROGRAM": cfg.source.inference_entry_point,
+                "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR,
+                "SAGEMAKER_CONTAINER_LOG_LEVEL": SAGEMAKER_LOG_LEVEL,
+                "SAGEMAKER_REGION": region or region_of(image_uri),
+            },
+        },
+        "ExecutionRoleArn": cfg.role_arn,
+        "Tags": resource_tags(cfg),
+    }
+    return _validated("CreateModel", request)
+
+
+def _endpoint(cfg: WorkloadConfig):
+    if cfg.endpoint is None:
+        raise ValueError(f"workload {cfg.name!r} has no endpoint section")
+    return cfg.endpoint
+
+
+def build_endpoint_config_request(cfg: WorkloadConfig, *, config_name: str, model_name: str) -> dict:
+    """CreateEndpointConfig with one production variant: instance-based or serverless."""
+    endpoint = _endpoint(cfg)
+    variant: dict[str, Any] = {"VariantName": endpoint.variant_name, "ModelName": model_name}
+    if endpoint.serverless is not None:
+        variant["ServerlessConfig"] = {"MemorySizeInMB": endpoint.serverless.memory_size_mb,
+                                       "MaxConcurrency": endpoint.serverless.max_concurrency}
+    else:
+        variant.update(InstanceType=endpoint.instance_type, InitialInstanceCount=endpoint.initial_instance_count,
+                       InitialVariantWeight=1.0)
+    request = {"EndpointConfigName": config_name, "ProductionVariants": [variant], "Tags": resource_tags(cfg)}
+    return _validated("CreateEndpointConfig", request)
+
+
+def build_endpoint_request(cfg: WorkloadConfig, *, endpoint_name: str, config_name: str,
+                           now: datetime | None = None) -> dict:
+    """CreateEndpoint, tagged `expires-at` (now + endpoint.ttl_hours) for the janitor when a TTL is set."""
+    endpoint = _endpoint(cfg)
+    extra = {}
+    if endpoint.ttl_hours is not None:
+        expires = (now or datetime.now(timezone.utc)) + timedelta(hours=endpoint.ttl_hours)
+        extra[EXPIRY_TAG] = expires.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    request = {"EndpointName": endpoint_name, "EndpointConfigName": config_name, "Tags": resource_tags(cfg, extra)}
+    return _validated("CreateEndpoint", request)
+
+
+# --- autoscaling (Application Auto Scaling) ------------------------------------------------------
+
+def scalable_target_id(endpoint_name: str, variant_name: str = "AllTraffic") -> dict:
+    """The members that name an endpoint variant's scalable target (also what DeregisterScalableTarget takes)."""
+    return {"ServiceNamespace": "sagemaker", "ResourceId": f"endpoint/{endpoint_name}/variant/{variant_name}",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}
+
+
+def build_autoscaling_requests(cfg: WorkloadConfig, *, endpoint_name: str) -> tuple[dict, dict]:
+    """(RegisterScalableTarget, PutScalingPolicy) that track invocations per instance."""
+    endpoint = _endpoint(cfg)
+    scaling = endpoint.autoscaling
+    if scaling is None:
+        raise ValueError(f"workload {cfg.name!r} ({cfg.profile}) has no endpoint.autoscaling section")
+    target_id = scalable_target_id(endpoint_name, endpoint.variant_name)
+    register = {**target_id, "MinCapacity": scaling.min_capacity, "MaxCapacity": scaling.max_capacity}
+    policy = {
+        **target_id,
+        "PolicyName": f"{endpoint_name}-invocations",
+        "PolicyType": "TargetTrackingScaling",
+        "TargetTrackingScalingPolicyConfiguration": {
+            "TargetValue": scaling.target_invocations_per_instance,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+            "ScaleInCooldown": scaling.scale_in_cooldown_seconds,
+            "ScaleOutCooldown": scaling.scale_out_cooldown_seconds,
+        },
+    }
+    return (_validated("RegisterScalableTarget", register, "application-autoscaling"),
+            _validated("PutScalingPolicy", policy, "application-autoscaling"))
+
+
+# --- batch transform -------------------------------------------------------------------------
+
+def build_transform_request(cfg: WorkloadConfig, *, job_name: str, model_name: str, input_uri: str,
+                            output_uri: str) -> dict:
+    """CreateTransformJob over every object under `input_uri`, from `transform:`."""
+    if cfg.transform is None:
+        raise ValueError(f"workload {cfg.name!r} has no transform section")
+    t = cfg.transform
+    transform_input: dict[str, Any] = {
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
+        "SplitType": t.split_type,
+    }
+    if t.content_type:
+        transform_input["ContentType"] = t.content_type
+    transform_output: dict[str, Any] = {"S3OutputPath": output_uri, "AssembleWith": t.assemble_with}
+    if t.accept:
+        transform_output["Accept"] = t.accept
+    request = {
+        "TransformJobName": job_name,
+        "ModelName": model_name,
+        "MaxConcurrentTransforms": t.max_concurrent_transforms,
+        "MaxPayloadInMB": t.max_payload_mb,
+        "BatchStrategy": t.batch_strategy,
+        "TransformInput": transform_input,
+        "TransformOutput": transform_output,
+        "TransformResources": {"InstanceType": t.instance_type, "InstanceCount": t.instance_count},
+        "Tags": resource_tags(cfg),
+    }
+    return _validated("CreateTransformJob", request)
