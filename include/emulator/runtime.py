@@ -1,0 +1,111 @@
+"""sagemaker-runtime InvokeEndpoint: pass a request to one of the endpoint's model servers.
+
+The variant is picked by weight (or X-Amzn-SageMaker-Target-Variant), the instance round robin.
+A container's error answer becomes ModelError (424) with OriginalStatusCode, OriginalMessage and
+LogStreamArn, in SageMaker's words; the answer names the variant in
+x-Amzn-Invoked-Production-Variant and passes X-Amzn-SageMaker-Custom-Attributes both ways.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from .errors import ModelError, RuntimeValidationError
+from .sagemaker.hosting import EndpointStore
+from .serving.fleet import InvocationTimeout, ModelServerUnavailable, UnknownVariant, log_group_name
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit for real-time endpoints
+MAX_SERVERLESS_PAYLOAD_BYTES = 4 * 1024 * 1024
+INVOCATION_TIMEOUT_S = 60.0  # SageMaker gives a container 60 s to answer
+SERVING_STATUSES = {"InService", "Updating", "SystemUpdating"}  # an update keeps the old fleet serving
+
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+_FORWARDED_HEADERS = ("Content-Type", "Accept", CUSTOM_ATTRIBUTES, "X-Amzn-SageMaker-Inference-Id")
+
+
+def _log_hint(ctx, endpoint_name: str) -> str:
+    region = ctx.region
+    return (f"See https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:"
+            f"group={log_group_name(endpoint_name)} in account {ctx.account_id} for more information.")
+
+
+def _log_group_arn(ctx, endpoint_name: str) -> str:
+    return f"arn:aws:logs:{ctx.region}:{ctx.account_id}:log-group:{log_group_name(endpoint_name)}"
+
+
+def _model_error(ctx, endpoint_name: str, status: int, text: str) -> ModelError:
+    kind = "client" if 400 <= status < 500 else "server"
+    return ModelError(
+        f'Received {kind} error ({status}) from primary with message "{text}". {_log_hint(ctx, endpoint_name)}',
+        OriginalStatusCode=status,
+        OriginalMessage=text,
+        LogStreamArn=_log_group_arn(ctx, endpoint_name),
+    )
+
+
+def _payload_too_large(limit: int) -> tuple[int, dict, bytes]:
+    # SageMaker's front end refuses an oversize body with a bare 413, before any error code exists
+    body = json.dumps({"message": f"HTTP content length exceeded {limit} bytes."}).encode()
+    return 413, {"Content-Type": "application/json"}, body
+
+
+def invoke_endpoint(ctx, endpoint_name: str, request) -> tuple[int, dict, bytes]:
+    """Answer one InvokeEndpoint request: (status, headers, body), or raise an AwsError."""
+    record = ctx.emulator.store(EndpointStore).find(ctx.region, endpoint_name)
+    if record is None:
+        raise RuntimeValidationError(f"Endpoint {endpoint_name} of account {ctx.account_id} not found.")
+    with record.lock:
+        status, deployment = record.status, record.deployment
+    if deployment is None or status not in SERVING_STATUSES:
+        raise RuntimeValidationError(
+            f"Endpoint {endpoint_name} of account {ctx.account_id} is not in service: its status is {status}. "
+            "Invoke it once DescribeEndpoint shows InService.")
+
+    target = request.headers.get("X-Amzn-SageMaker-Target-Variant")
+    try:
+        variant, server = deployment.route(target)
+    except UnknownVariant:
+        raise RuntimeValidationError(
+            f'Invalid target variant "{target}" for endpoint {endpoint_name}: '
+            f"its variants are {', '.join(deployment.variants)}.") from None
+
+    body = request.get_data()
+    if deployment.variants[variant].spec.is_serverless:
+        if len(body) > MAX_SERVERLESS_PAYLOAD_BYTES:
+            request_id = request.headers.get("X-Amzn-SageMaker-Inference-Id") or str(uuid.uuid4())
+            raise RuntimeValidationError(f"Request {request_id} has oversize body.")
+    elif len(body) > MAX_PAYLOAD_BYTES:
+        return _payload_too_large(MAX_PAYLOAD_BYTES)
+
+    headers = {name: request.headers[name] for name in _FORWARDED_HEADERS if request.headers.get(name)}
+    try:
+        answer_status, answer_headers, answer = server.invoke(body, headers, INVOCATION_TIMEOUT_S)
+    except InvocationTimeout:
+        raise ModelError(
+            'Received server error (0) from primary with message "Your invocation timed out while waiting for a '
+            "response from container primary. Review the latency metrics for each container in Amazon CloudWatch, "
+            f'resolve the issue, and try again.". {_log_hint(ctx, endpoint_name)}',
+            LogStreamArn=_log_group_arn(ctx, endpoint_name),
+        ) from None
+    except ModelServerUnavailable as exc:
+        log.warning("endpoint %s variant %s: %s", endpoint_name, variant, exc)
+        raise ModelError(
+            f'Received server error (0) from primary with message "The container is not answering: {exc}.". '
+            f"{_log_hint(ctx, endpoint_name)}",
+            LogStreamArn=_log_group_arn(ctx, endpoint_name),
+        ) from None
+
+    if not 200 <= answer_status < 300:
+        raise _model_error(ctx, endpoint_name, answer_status, answer.decode("utf-8", errors="replace"))
+
+    lowered = {key.lower(): value for key, value in answer_headers.items()}
+    response_headers = {
+        "Content-Type": lowered.get("content-type", "application/octet-stream"),
+        "x-Amzn-Invoked-Production-Variant": variant,
+    }
+    if lowered.get(CUSTOM_ATTRIBUTES.lower()):
+        response_headers[CUSTOM_ATTRIBUTES] = lowered[CUSTOM_ATTRIBUTES.lower()]
+    return 200, response_headers, answer
