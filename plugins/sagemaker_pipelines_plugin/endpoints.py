@@ -93,19 +93,19 @@ class SageMakerDeleteEndpointOperator(BaseOperator):
         return deleted
 
     def _deregister_autoscaling(self, variants: list[str]) -> None:
-        from botocore.exceptions import ClientError
-
         autoscaling = self._client("application-autoscaling")
-        for variant in variants:
-            resource_id = f"endpoint/{self.endpoint_name}/variant/{variant}"
-            try:
-                autoscaling.deregister_scalable_target(
-                    ServiceNamespace="sagemaker", ResourceId=resource_id, ScalableDimension=_VARIANT_DIMENSION
-                )
-                self.log.info("Deregistered autoscaling target %s", resource_id)
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "ObjectNotFoundException":
-                    raise
+        resource_ids = [f"endpoint/{self.endpoint_name}/variant/{variant}" for variant in variants]
+        if not resource_ids:
+            return
+        # look first: deregistering a target that is not there is an error, under a code that varies
+        registered = autoscaling.describe_scalable_targets(
+            ServiceNamespace="sagemaker", ResourceIds=resource_ids, ScalableDimension=_VARIANT_DIMENSION
+        )["ScalableTargets"]
+        for target in registered:
+            autoscaling.deregister_scalable_target(
+                ServiceNamespace="sagemaker", ResourceId=target["ResourceId"], ScalableDimension=_VARIANT_DIMENSION
+            )
+            self.log.info("Deregistered autoscaling target %s", target["ResourceId"])
 
     def _wait_until_gone(self, sagemaker) -> None:
         from botocore.exceptions import ClientError

@@ -1,0 +1,46 @@
+"""Smoke tests: real requests to a freshly deployed endpoint, with the answer checked, not just received."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+log = logging.getLogger(__name__)
+
+
+class SmokeTestFailed(AssertionError):
+    pass
+
+
+def _png(image) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def smoke_test_cifar10(endpoint_name: str, *, images: int = 4, aws_conn_id: str = "aws_default") -> dict:
+    """Send PNG images of known classes; each answer must name a CIFAR-10 class with probabilities summing to 1."""
+    from include.datasets.cifar10 import LABEL_NAMES, sample_images
+    from sagemaker_pipelines_plugin.endpoints import invoke_endpoint
+
+    results = []
+    for label, image in sample_images(images):
+        content_type, body, variant = invoke_endpoint(
+            endpoint_name, _png(image), content_type="image/png", accept="application/json", aws_conn_id=aws_conn_id
+        )
+        if not content_type.startswith("application/json"):
+            raise SmokeTestFailed(f"{endpoint_name} answered {content_type}, expected application/json")
+        answer = json.loads(body)
+        predicted = answer.get("predicted_class")
+        probabilities = answer.get("probabilities", {})
+        if predicted not in LABEL_NAMES or set(probabilities) != set(LABEL_NAMES):
+            raise SmokeTestFailed(f"{endpoint_name} answered {answer!r}: expected a CIFAR-10 class and 10 probabilities")
+        if abs(sum(probabilities.values()) - 1.0) > 1e-3:
+            raise SmokeTestFailed(f"{endpoint_name}: probabilities sum to {sum(probabilities.values()):.4f}, not 1")
+        log.info("%s (true class %s) -> %s (p=%.3f) from variant %s", endpoint_name, label, predicted,
+                 probabilities[predicted], variant)
+        results.append({"true_class": label, "predicted_class": predicted, "confidence": probabilities[predicted]})
+    correct = sum(r["true_class"] == r["predicted_class"] for r in results)
+    return {"endpoint": endpoint_name, "requests": len(results), "correct": correct, "predictions": results}
