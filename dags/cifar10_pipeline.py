@@ -51,9 +51,9 @@ def cifar10_pipeline():
     @task
     def smoke_test(endpoint_name: str) -> dict:
         """Send real test images to the endpoint and check it answers a class for each."""
-        from include.pipelines.smoke_tests import smoke_test_cifar10
+        from include.pipelines.smoke.cifar10 import smoke_test
 
-        return smoke_test_cifar10(endpoint_name)
+        return smoke_test(endpoint_name)
 
     # setup
     settings = resolve_settings(WORKLOAD.name)

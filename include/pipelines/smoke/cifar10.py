@@ -1,26 +1,15 @@
-"""Smoke tests: real requests to a freshly deployed endpoint, with the answer checked, not just received."""
+"""CIFAR-10 smoke test: PNG images of known classes, each answer checked."""
 from __future__ import annotations
 
-import io
 import json
 import logging
+
+from . import SmokeTestFailed, png_bytes
 
 log = logging.getLogger(__name__)
 
 
-class SmokeTestFailed(AssertionError):
-    pass
-
-
-def _png(image) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def smoke_test_cifar10(endpoint_name: str, *, images: int = 4, aws_conn_id: str = "aws_default") -> dict:
+def smoke_test(endpoint_name: str, *, images: int = 4, aws_conn_id: str = "aws_default") -> dict:
     """Send PNG images of known classes; each answer must name a CIFAR-10 class with probabilities summing to 1."""
     from include.datasets.cifar10 import LABEL_NAMES, sample_images
     from sagemaker_pipelines_plugin.endpoints import invoke_endpoint
@@ -28,7 +17,7 @@ def smoke_test_cifar10(endpoint_name: str, *, images: int = 4, aws_conn_id: str 
     results = []
     for label, image in sample_images(images):
         content_type, body, variant = invoke_endpoint(
-            endpoint_name, _png(image), content_type="image/png", accept="application/json", aws_conn_id=aws_conn_id
+            endpoint_name, png_bytes(image), content_type="image/png", accept="application/json", aws_conn_id=aws_conn_id
         )
         if not content_type.startswith("application/json"):
             raise SmokeTestFailed(f"{endpoint_name} answered {content_type}, expected application/json")
