@@ -51,6 +51,7 @@ class Emulator:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         self._stores: dict[type, object] = {}
         self._lock = threading.Lock()
+        self._client_lock = threading.Lock()
         self.job_slots = threading.BoundedSemaphore(self.settings.max_concurrent_jobs)
         self.port = self.settings.port  # the bound port, once the server knows it
 
@@ -69,16 +70,21 @@ class Emulator:
             return self._stores[cls]
 
     def client(self, service: str, region: str | None = None):
-        """A boto3 client that talks to this emulator (S3, Logs, ... are served on the same port)."""
+        """A boto3 client that talks to this emulator (S3, Logs, ... are served on the same port).
+
+        Clients are thread-safe once built, but building them from boto3's shared default session
+        is not, and every job and model server runs in a thread of its own: hence the lock.
+        """
         import boto3
 
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint_url,
-            region_name=region or self.settings.region,
-            aws_access_key_id="emulator",
-            aws_secret_access_key="emulator",
-        )
+        with self._client_lock:
+            return boto3.client(
+                service,
+                endpoint_url=self.endpoint_url,
+                region_name=region or self.settings.region,
+                aws_access_key_id="emulator",
+                aws_secret_access_key="emulator",
+            )
 
     def child_environment(self, region: str | None = None) -> dict[str, str]:
         """Environment for processes the emulator starts (jobs, model servers): AWS calls come back here."""

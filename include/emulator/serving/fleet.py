@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..cloudwatch import LogWriter, emulator_client
+from ..cloudwatch import LogWriter
 from ..images import UnsupportedImage, check_inference_image
 from .artifacts import ArtifactError, prepare_model_dir
 from .specs import VariantSpec
@@ -324,7 +324,7 @@ class ModelServerFleet:
             except UnsupportedImage as exc:
                 raise DeploymentFailed(str(exc)) from exc
 
-        s3_client = emulator_client(self.emulator, "s3", region)
+        s3_client = self.emulator.client("s3", region)
 
         def log_writer(stream: str) -> LogWriter:
             return LogWriter(self.emulator, log_group, stream, region=region)

@@ -1,0 +1,95 @@
+"""A job's container process: its own process group, output pumped line by line to a callback."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+_MAX_LINE_BYTES = 256 * 1024  # a longer line is split, as CloudWatch splits long events
+
+
+class ContainerProcess:
+    """Runs ``command`` in a new session, so stopping it reaches every process the script started."""
+
+    def __init__(self, command: list[str], *, cwd: Path, env: dict[str, str], on_line: Callable[[str], None]):
+        self._process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # SageMaker interleaves both in one log stream
+            start_new_session=True,
+        )
+        self._on_line = on_line
+        self._pump = threading.Thread(target=self._pump_output, name=f"output:{self._process.pid}", daemon=True)
+        self._pump.start()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def poll(self) -> int | None:
+        return self._process.poll()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            return self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def terminate(self, grace_seconds: float) -> int:
+        """SIGTERM to the whole group, SIGKILL to whatever is left after the grace period."""
+        self._signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while self._process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.finish()
+
+    def finish(self) -> int:
+        """Kill what the container left behind (as SageMaker tears the container down) and drain the output."""
+        self._signal_group(signal.SIGKILL)
+        code = self._process.wait()
+        self._wait_until_group_is_gone(timeout=5)
+        self._pump.join(timeout=10)
+        return code
+
+    def _wait_until_group_is_gone(self, timeout: float) -> None:
+        # the script's own children die asynchronously and are reaped by init, not by us
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self._process.pid, 0)
+            except ProcessLookupError:
+                return
+            except PermissionError:
+                pass
+            time.sleep(0.02)
+        log.warning("processes of group %s still exist after SIGKILL", self._process.pid)
+
+    def _signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self._process.pid, signum)  # the session leader's pid is the group id
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _pump_output(self) -> None:
+        stream = self._process.stdout
+        try:
+            while True:
+                raw = stream.readline(_MAX_LINE_BYTES)
+                if not raw:
+                    break
+                try:
+                    self._on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                except Exception:  # a bad line must not stop the rest of the log
+                    log.exception("handling a line of output of pid %s failed", self._process.pid)
+        finally:
+            stream.close()
