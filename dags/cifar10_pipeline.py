@@ -14,11 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.amazon.aws.operators.sagemaker import (
-    SageMakerEndpointConfigOperator,
-    SageMakerEndpointOperator,
-    SageMakerModelOperator,
-)
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator
 from airflow.sdk import chain, dag, task
 
 from include.pipelines.config import load_workload
@@ -32,6 +28,10 @@ from include.pipelines.tasks import (
     upload_data,
 )
 from sagemaker_pipelines_plugin.endpoints import SageMakerDeleteEndpointOperator
+from sagemaker_pipelines_plugin.resources import (
+    SageMakerCreateEndpointConfigOnceOperator,
+    SageMakerCreateModelOnceOperator,
+)
 from sagemaker_pipelines_plugin.training import SageMakerResumableTrainingOperator
 
 WORKLOAD = load_workload("cifar10")
@@ -64,8 +64,12 @@ def cifar10_pipeline():
         task_id="train", config=requests["training"], deferrable=True, check_interval=10, print_log=True
     )
     gate = evaluate(train.output, settings)
-    model = SageMakerModelOperator(task_id="create_model", config=model_request(requests["model"], train.output))
-    endpoint_config = SageMakerEndpointConfigOperator(task_id="create_endpoint_config", config=requests["endpoint_config"])
+    model = SageMakerCreateModelOnceOperator(
+        task_id="create_model", config=model_request(requests["model"], train.output)
+    )
+    endpoint_config = SageMakerCreateEndpointConfigOnceOperator(
+        task_id="create_endpoint_config", config=requests["endpoint_config"]
+    )
     endpoint = SageMakerEndpointOperator(
         task_id="deploy_endpoint", config=requests["endpoint"], operation="create", deferrable=True, check_interval=10
     )

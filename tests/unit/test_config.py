@@ -30,7 +30,7 @@ def test_local_profile_loads_the_small_cpu_settings():
     assert cfg.data.generator == "include.datasets.cifar10:generate"
     assert cfg.data.generator_kwargs == {"train_per_class": 64, "test_per_class": 16}
     assert cfg.data.source_uri is None
-    assert (cfg.evaluation.metric, cfg.evaluation.threshold, cfg.evaluation.direction) == ("validation:accuracy", 0.3, "maximize")
+    assert (cfg.evaluation.metric, cfg.evaluation.threshold, cfg.evaluation.direction) == ("best:validation:accuracy", 0.3, "maximize")
     assert cfg.role_arn == "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
     assert cfg.bucket == "sagemaker-pipelines-local"
     assert not cfg.training.use_spot and cfg.training.checkpoint_s3_prefix is None

@@ -262,8 +262,11 @@ def test_final_metric_and_gate():
     assert not passes_gate(0.29, cfg.evaluation) and not passes_gate(float("nan"), cfg.evaluation)
     minimize = dataclasses.replace(cfg.evaluation, direction="minimize", threshold=1.0)
     assert passes_gate(0.5, minimize) and not passes_gate(1.5, minimize)
-    assert gate_result(DESCRIPTION, cfg.evaluation) == {
-        "training_job": JOB, "metric": "validation:accuracy", "value": 0.61, "threshold": 0.3,
+    # the gate reads the best epoch's accuracy: the epoch whose weights the model ships
+    with_best = {**DESCRIPTION, "FinalMetricDataList": [
+        *DESCRIPTION["FinalMetricDataList"], {"MetricName": "best:validation:accuracy", "Value": 0.64, "Timestamp": 0}]}
+    assert gate_result(with_best, cfg.evaluation) == {
+        "training_job": JOB, "metric": "best:validation:accuracy", "value": 0.64, "threshold": 0.3,
         "direction": "maximize", "passed": True}
 
 
