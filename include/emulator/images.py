@@ -54,3 +54,18 @@ def check_inference_image(uri: str) -> None:
             f"Image '{uri}' cannot serve on the local SageMaker: only the framework inference images "
             f"({', '.join(sorted(INFERENCE_REPOSITORIES))}) map to this machine's Python environment."
         )
+
+
+# processing jobs run the job's own ContainerEntrypoint; these images' Python environments are ours
+# (scikit-learn processing, and the PyTorch / Hugging Face images that PyTorchProcessor and
+# HuggingFaceProcessor use)
+PROCESSING_REPOSITORIES = {"sagemaker-scikit-learn", "pytorch-training", "huggingface-pytorch-training"}
+
+
+def check_processing_image(uri: str) -> None:
+    repository = _repository(uri)
+    if repository not in PROCESSING_REPOSITORIES:
+        raise UnsupportedImage(
+            f"Image '{uri}' cannot run a processing job on the local SageMaker: only the processing images "
+            f"({', '.join(sorted(PROCESSING_REPOSITORIES))}) map to this machine's Python environment."
+        )

@@ -23,6 +23,7 @@ from .hosting_common import already_exists, as_datetime, could_not_find, list_pa
 from .hosting_configs import EndpointConfigRecord, EndpointConfigStore
 from .hosting_models import ModelStore
 from .registry import operation
+from .registry_models import resolve_package_container
 from .tags import TagStore
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,10 @@ def model_container(ctx, model_name: str) -> tuple[ContainerSpec, str | None]:
     """
     model = ctx.emulator.store(ModelStore).get(ctx, model_name)
     containers = model.containers
+    package_problem = None
+    if len(containers) == 1 and containers[0].get("ModelPackageName"):  # the registered package's image and data
+        resolved, package_problem = resolve_package_container(ctx, containers[0])
+        containers = [resolved]
     container = containers[0] if containers else {}
     spec = ContainerSpec(
         image=container.get("Image", ""),
@@ -124,7 +129,7 @@ def model_container(ctx, model_name: str) -> tuple[ContainerSpec, str | None]:
         model_data_source=copy.deepcopy(container.get("ModelDataSource")),
         environment=dict(container.get("Environment") or {}),
     )
-    return spec, _local_problem(model.name, containers)
+    return spec, package_problem or _local_problem(model.name, containers)
 
 
 def variant_specs(ctx, config: EndpointConfigRecord, retain_from: list[VariantSpec] | None = None,

@@ -11,6 +11,7 @@ every instance of one endpoint config, and routes requests by variant weight. ``
 from __future__ import annotations
 
 import collections
+import dataclasses
 import http.client
 import itertools
 import logging
@@ -25,9 +26,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from ..cloudwatch import LogWriter
+from ..faults import NO_FAULTS, FaultTagError, Faults, endpoint_variant_faults
 from ..images import UnsupportedImage, check_inference_image
 from .artifacts import ArtifactError, prepare_model_dir
 from .specs import VariantSpec
@@ -299,20 +301,23 @@ class ModelServerFleet:
         path.mkdir(parents=True)
         return path
 
-    def _environment(self, region: str, variant: VariantSpec, instance_dir: Path) -> dict[str, str]:
+    def _environment(self, region: str, variant: VariantSpec, instance_dir: Path,
+                     faults: Faults = NO_FAULTS) -> dict[str, str]:
         env = self.emulator.child_environment(region)
         env.update({key: str(value) for key, value in variant.container.environment.items()})
         env["SAGEMAKER_BASE_DIR"] = str(instance_dir)  # so sagemaker_inference's model_dir is ours
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        return env
+        return faults.server_environment(env)  # only the faults a tag asked for (see include.emulator.faults)
 
     def deploy(self, region: str, endpoint_name: str, variants: list[VariantSpec], cancel: threading.Event,
-               *, log_group: str | None = None, base_dir: Path | None = None) -> Deployment:
+               *, log_group: str | None = None, base_dir: Path | None = None,
+               faults: Mapping[str, Faults] | None = None) -> Deployment:
         """Start every instance of every variant and wait until each passes /ping.
 
         Raises DeploymentFailed (nothing is left running) with the reason SageMaker would show.
         ``log_group`` and ``base_dir`` default to the endpoint's; a transform job passes its own.
+        ``faults`` (by variant name) default to what the endpoint's, config's and models' tags inject.
         """
         log_group = log_group or log_group_name(endpoint_name)
         base_dir = base_dir or self.root / endpoint_name
@@ -323,6 +328,12 @@ class ModelServerFleet:
                 check_inference_image(variant.container.image)
             except UnsupportedImage as exc:
                 raise DeploymentFailed(str(exc)) from exc
+        try:
+            if faults is None:
+                faults = {variant.name: endpoint_variant_faults(self.emulator, region, endpoint_name, variant.model_name)
+                          for variant in variants}
+        except FaultTagError as exc:
+            raise DeploymentFailed(str(exc)) from exc
 
         s3_client = self.emulator.client("s3", region)
 
@@ -332,13 +343,19 @@ class ModelServerFleet:
         groups: list[VariantServers] = []
         for variant in variants:
             count = 1 if variant.is_serverless else variant.instance_count
+            variant_faults = faults.get(variant.name, NO_FAULTS)
+            # a failing health check gives up early, so a test need not wait the whole startup timeout
+            server_variant = dataclasses.replace(
+                variant, startup_timeout_s=variant_faults.startup_timeout(variant.startup_timeout_s))
             servers = []
             for _ in range(count):
                 instance_dir = self._instance_dir(base_dir, variant.name)
                 servers.append(ModelServerProcess(
-                    endpoint_name=endpoint_name, variant=variant, instance_dir=instance_dir,
+                    endpoint_name=endpoint_name, variant=server_variant, instance_dir=instance_dir,
                     python=self.emulator.settings.python,
-                    environment=self._environment(region, variant, instance_dir), log_writer=log_writer))
+                    environment=self._environment(region, variant, instance_dir, variant_faults), log_writer=log_writer))
+                if variant_faults:
+                    servers[-1].say(f"Fault injection ({variant_faults}) switched on by the emulator:fault tag")
             groups.append(VariantServers(variant, servers))
         deployment = Deployment(endpoint_name, groups, base_dir)
 

@@ -38,6 +38,9 @@ class ModelServer(ThreadingHTTPServer):
         # one worker, as a single-worker model server: user handlers need not be thread-safe
         self.inference_lock = threading.Lock()
         self.exit_code = 0
+        # fault injection (include.emulator.faults), set by the fleet only when a tag asks for it
+        self.ping_fails = os.environ.get("EMULATOR_FAULT_PING_FAILS") == "1"
+        self.healthy_not_before = time.monotonic() + float(os.environ.get("EMULATOR_FAULT_SLOW_START_SECONDS") or 0)
 
 
 class RequestHandler(BaseHTTPRequestHandler):
@@ -63,6 +66,10 @@ class RequestHandler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path != "/ping":
             self._send(404, json.dumps({"message": f"Unknown path {self.path}"}).encode())
+            return
+        if self.server.ping_fails:
+            self._send(500, json.dumps({"status": "Unhealthy",
+                                        "message": "health check fails (fault injected by the emulator:fault tag)"}).encode())
             return
         if self.server.ready.is_set():
             self._send(200, json.dumps({"status": "Healthy"}).encode())
@@ -121,6 +128,12 @@ def _load_model(server: ModelServer, failure_file: Path | None) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
         return
     log(f"model loaded from {server.handlers.model_dir} in {time.perf_counter() - started:.2f}s; serving")
+    delay = server.healthy_not_before - time.monotonic()
+    if delay > 0:
+        log(f"slow start (fault injected by the emulator:fault tag): healthy in {delay:.1f}s")
+        time.sleep(delay)
+    if server.ping_fails:
+        log("health check fails (fault injected by the emulator:fault tag): /ping answers 500")
     server.ready.set()
 
 
