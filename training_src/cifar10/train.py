@@ -1,0 +1,470 @@
+"""Train a ResNet-18 on CIFAR-10 (python batch format), as SageMaker's PyTorch training container runs it.
+
+SageMaker runs `python train.py --epochs 10 --batch-size 128 ...` with the hyperparameters as flags
+and the paths in SM_* variables; by hand, the flags' defaults stand in for those variables:
+
+    python -m include.datasets.cifar10 data/cifar10          # a small synthetic set, real format
+    python training_src/cifar10/train.py --train data/cifar10 --epochs 2 --model-dir model
+
+Data: the train channel holds cifar-10-batches-py's files (data_batch_1..5, batches.meta, and
+usually test_batch); validation uses test_batch from the test channel when there is one, else from
+the train channel. The whole set stays in memory as uint8 tensors; batches are augmented (random
+crop with padding 4, horizontal flip) and normalized on the device.
+
+Log lines, stable for two readers (a person, and SageMaker's MetricDefinitions, see METRIC_DEFINITIONS):
+    epoch=3 train_loss=1.2345 train_accuracy=0.5123 val_loss=1.1000 val_accuracy=0.6012 lr=0.0500 epoch_seconds=12.3
+    best_val_accuracy=0.6012
+train_loss includes label smoothing; val_loss is plain cross-entropy; lr is the rate of the epoch's last step.
+
+Outputs in SM_MODEL_DIR (model.tar.gz): model.pth (state_dict of the best epoch by val_accuracy,
+load with torch.load(weights_only=True)), model_info.json, and code/ (inference.py, model.py,
+requirements.txt: the entry point of SageMaker's PyTorch inference container). Each epoch also
+checkpoints model + optimizer + scheduler to --checkpoint-dir, and a run resumes from it (spot training).
+
+Multi-process: under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel (nccl on GPU,
+gloo on CPU); --batch-size is per process; only rank 0 logs metrics and writes files.
+
+Evidence (2-core CPU, no GPU, torch 2.14.1): MEASURED_BELOW
+"""
+import argparse
+import json
+import math
+import os
+import pickle
+import re
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, TensorDataset
+
+from model import ARCHITECTURE, CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES, INPUT_SIZE, build_model
+
+# What a SageMaker training job's (or tuning job's) MetricDefinitions should list. \b keeps
+# `val_accuracy=` from also matching inside `best_val_accuracy=`.
+METRIC_DEFINITIONS = [
+    {"Name": "epoch", "Regex": r"\bepoch=([0-9]+)"},
+    {"Name": "train:loss", "Regex": r"\btrain_loss=([0-9.]+)"},
+    {"Name": "train:accuracy", "Regex": r"\btrain_accuracy=([0-9.]+)"},
+    {"Name": "validation:loss", "Regex": r"\bval_loss=([0-9.]+)"},
+    {"Name": "validation:accuracy", "Regex": r"\bval_accuracy=([0-9.]+)"},
+    {"Name": "learning_rate", "Regex": r"\blr=([0-9.]+)"},
+    {"Name": "epoch_seconds", "Regex": r"\bepoch_seconds=([0-9.]+)"},
+    {"Name": "validation:best_accuracy", "Regex": r"\bbest_val_accuracy=([0-9.]+)"},
+]
+
+CODE_FILES = ("inference.py", "model.py", "requirements.txt")  # what code/ in model.tar.gz needs to serve
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+# -----------------------------------------------------------------------------
+# settings: hyperparameters arrive as --flags, paths as SM_* variables
+
+
+def _default_checkpoint_dir() -> str:
+    # SageMaker syncs /opt/ml/checkpoints with CheckpointConfig.S3Uri; the local SageMaker sets SAGEMAKER_BASE_DIR
+    if os.environ.get("SAGEMAKER_BASE_DIR"):
+        return str(Path(os.environ["SAGEMAKER_BASE_DIR"]) / "checkpoints")
+    return "/opt/ml/checkpoints" if Path("/opt/ml").is_dir() else "checkpoints"
+
+
+@dataclass
+class Hyperparameters:
+    epochs: int = field(default=10, metadata={"help": "passes over the training set"})
+    batch_size: int = field(default=128, metadata={"help": "images per step and process"})
+    learning_rate: float = field(default=0.1, metadata={"help": "peak SGD learning rate (short warmup, then cosine decay to 0)"})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum, in [0, 1)"})
+    weight_decay: float = field(default=5e-4, metadata={"help": "L2 weight decay"})
+    label_smoothing: float = field(default=0.0, metadata={"help": "cross-entropy label smoothing, in [0, 1)"})
+    augment: bool = field(default=True, metadata={"help": "random crop (padding 4) and horizontal flip of training images"})
+    num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes that slice the in-memory batches; 0 = main process"})
+    seed: int = field(default=0, metadata={"help": "random seed for initialization, sampling and augmentation"})
+    max_train_samples: int = field(default=0, metadata={"help": "train on a random subset of this many images; 0 = all"})
+    checkpoint_dir: str = field(default_factory=_default_checkpoint_dir, metadata={"help": "per-epoch checkpoints; resumes from the one there"})
+    amp: bool = field(default=True, metadata={"help": "bf16 autocast on GPU (ignored on CPU)"})
+
+
+@dataclass
+class Paths:
+    train: str = field(default_factory=lambda: os.environ.get("SM_CHANNEL_TRAIN", "data/cifar10"), metadata={"help": "train channel (SM_CHANNEL_TRAIN)"})
+    test: str = field(default_factory=lambda: os.environ.get("SM_CHANNEL_TEST", ""), metadata={"help": "optional test channel holding test_batch (SM_CHANNEL_TEST)"})
+    model_dir: str = field(default_factory=lambda: os.environ.get("SM_MODEL_DIR", "model"), metadata={"help": "where the model artifacts go (SM_MODEL_DIR)"})
+    output_data_dir: str = field(default_factory=lambda: os.environ.get("SM_OUTPUT_DATA_DIR", "output"), metadata={"help": "metrics.json goes here (SM_OUTPUT_DATA_DIR)"})
+    num_gpus: int = field(default_factory=lambda: int(os.environ.get("SM_NUM_GPUS", torch.cuda.device_count())), metadata={"help": "GPUs to use, 0 = CPU (SM_NUM_GPUS)"})
+
+
+def parse_bool(value: str) -> bool:
+    # SageMaker passes every hyperparameter as a string: "true", "True", "1", ...
+    lowered = str(value).strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:
+    # allow_abbrev=False: a misspelt --epoch must fail, not silently set --epochs
+    parser = argparse.ArgumentParser(description="Train ResNet-18 on CIFAR-10 python batches.", allow_abbrev=False)
+    converters = {int: int, float: float, str: str, bool: parse_bool}
+    for group in (Hyperparameters, Paths):
+        for f in fields(group):
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            dashed = "--" + f.name.replace("_", "-")
+            names = [dashed] if dashed == "--" + f.name else [dashed, "--" + f.name]  # both spellings
+            parser.add_argument(*names, dest=f.name, type=converters[f.type], default=default,
+                                metavar=f.type.__name__.upper(), help=f"{f.metadata['help']} (default: {default})")
+    args, unknown = parser.parse_known_args(argv)
+    # SageMaker adds its own hyperparameters to tuning jobs (`--_tuning_objective_metric ...`): ignore those only
+    typos = [arg for arg in unknown if arg.startswith("-") and not arg.lstrip("-").startswith(("_", "sagemaker_"))]
+    if typos:
+        parser.error(f"unrecognized hyperparameter(s) {' '.join(typos)}; run with --help for the accepted ones")
+    values = vars(args)
+    return (Hyperparameters(**{f.name: values[f.name] for f in fields(Hyperparameters)}),
+            Paths(**{f.name: values[f.name] for f in fields(Paths)}))
+
+
+def validate(hp: Hyperparameters) -> None:
+    """Fail before any work with a message that says which hyperparameter to change and how."""
+    problems = []
+    if hp.epochs < 1:
+        problems.append(f"--epochs must be at least 1 (got {hp.epochs})")
+    if hp.batch_size < 1:
+        problems.append(f"--batch-size must be at least 1 (got {hp.batch_size}); 128 is the usual value")
+    if not (hp.learning_rate > 0 and math.isfinite(hp.learning_rate)):
+        problems.append(f"--learning-rate must be a positive number (got {hp.learning_rate}); 0.1 suits SGD from scratch")
+    if not 0 <= hp.momentum < 1:
+        problems.append(f"--momentum must be in [0, 1) (got {hp.momentum}); 0.9 is the usual value")
+    if not (hp.weight_decay >= 0 and math.isfinite(hp.weight_decay)):
+        problems.append(f"--weight-decay must be 0 or more (got {hp.weight_decay}); 5e-4 is the usual value")
+    if not 0 <= hp.label_smoothing < 1:
+        problems.append(f"--label-smoothing must be in [0, 1) (got {hp.label_smoothing}); 0 turns it off")
+    if hp.num_workers < 0:
+        problems.append(f"--num-workers must be 0 or more (got {hp.num_workers})")
+    if hp.max_train_samples < 0:
+        problems.append(f"--max-train-samples must be 0 (all) or more (got {hp.max_train_samples})")
+    if problems:
+        raise ValueError("Invalid hyperparameters: " + "; ".join(problems))
+
+
+# -----------------------------------------------------------------------------
+# data: CIFAR-10 python batches -> uint8 tensors [N, 3, 32, 32] in memory
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """CIFAR batches are pickles; allow only what numpy arrays need, since any other global can run code."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+               *((module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+                 for name in ("_reconstruct", "scalar"))}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 batch holds only arrays, lists and strings")
+        return super().find_class(module, name)
+
+
+def _entry(batch: dict, key: str):
+    # the published files (pickled by Python 2) load with bytes keys under encoding="bytes"
+    for candidate in (key.encode(), key):
+        if candidate in batch:
+            return batch[candidate]
+    raise KeyError(key)
+
+
+def _read_pickled_entries(path: Path, *keys: str) -> list:
+    try:
+        with open(path, "rb") as f:
+            content = _BatchUnpickler(f, encoding="bytes").load()
+        return [_entry(content, key) for key in keys]
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as error:
+        wanted = " and ".join(f"b'{key}'" for key in keys)
+        raise ValueError(f"{path} is not a CIFAR-10 python batch file (a pickled dict with {wanted}): {error!r}") from error
+
+
+def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """One data_batch_N / test_batch file -> (uint8 images [N, 3, 32, 32], int64 labels [N])."""
+    data, labels = _read_pickled_entries(path, "data", "labels")
+    try:
+        data, labels = np.asarray(data, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: b'data' must hold uint8 pixels and b'labels' integers ({error})") from error
+    side = INPUT_SIZE * INPUT_SIZE * 3
+    if data.ndim != 2 or data.shape[1] != side or len(labels) != len(data):
+        raise ValueError(f"{path}: expected b'data' of shape [N, {side}] and N labels, got {data.shape} and {len(labels)} labels")
+    return torch.from_numpy(data.reshape(-1, 3, INPUT_SIZE, INPUT_SIZE).copy()), torch.from_numpy(labels)
+
+
+def _batch_number(path: Path) -> int:
+    match = re.search(r"(\d+)$", path.name)
+    return int(match.group(1)) if match else 0
+
+
+def load_cifar10(train_dir: str, test_dir: str = "") -> dict:
+    """Training images from every data_batch_* under train_dir; validation from test_batch (test_dir first)."""
+    train_root = Path(train_dir)
+    train_files = sorted((p for p in train_root.rglob("data_batch_*") if p.is_file()), key=_batch_number)
+    if not train_files:
+        found = sorted(p.name for p in train_root.rglob("*") if p.is_file())[:10] if train_root.is_dir() else "the folder does not exist"
+        raise FileNotFoundError(
+            f"No CIFAR-10 training batches in the train channel {train_root}: expected the files of "
+            f"cifar-10-batches-py (data_batch_1 .. data_batch_5, batches.meta, test_batch); found {found or 'no files'}."
+        )
+    search = [Path(test_dir)] if test_dir else [train_root]
+    test_files = [p for folder in search for p in sorted(folder.rglob("test_batch")) if p.is_file()]
+    if not test_files:
+        raise FileNotFoundError(
+            f"No test_batch for validation in {' or '.join(map(str, search))}: put cifar-10-batches-py's test_batch "
+            f"in the test channel (SM_CHANNEL_TEST) or beside the data_batch_* files of the train channel."
+        )
+    meta_files = sorted(train_root.rglob("batches.meta")) + (sorted(Path(test_dir).rglob("batches.meta")) if test_dir else [])
+    class_names = list(CLASS_NAMES)
+    if meta_files:
+        (names,) = _read_pickled_entries(meta_files[0], "label_names")
+        class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+    parts = [read_batch(p) for p in train_files]
+    train_images, train_labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    if not len(train_images):
+        raise ValueError(f"The training batches in {train_root} hold no images.")
+    val_images, val_labels = read_batch(test_files[0])
+    for name, labels in (("training", train_labels), ("validation", val_labels)):
+        if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < len(class_names)):
+            raise ValueError(f"{name} labels must lie in 0..{len(class_names) - 1} (one per class in batches.meta), "
+                             f"found {int(labels.min())}..{int(labels.max())}")
+    return dict(train_images=train_images, train_labels=train_labels, val_images=val_images, val_labels=val_labels,
+                class_names=class_names, train_files=[p.name for p in train_files], test_file=str(test_files[0]))
+
+
+def augment(images: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """Random crop with zero padding and random horizontal flip, per image, on a float batch [N, C, H, W]."""
+    n, c, h, w = images.shape
+    device = images.device
+    flip = torch.rand(n, device=device) < 0.5
+    images = torch.where(flip[:, None, None, None], images.flip(3), images)
+    padded = F.pad(images, (padding,) * 4)
+    dx, dy = torch.randint(0, 2 * padding + 1, (2, n), device=device)
+    rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=device))[:, None, None, :]
+    return padded[torch.arange(n, device=device)[:, None, None, None], torch.arange(c, device=device)[None, :, None, None], rows, cols]
+
+
+# -----------------------------------------------------------------------------
+# training
+
+
+def lr_factor(step: int, total_steps: int) -> float:
+    """Linear warmup over the first 5% of steps, then cosine decay to 0."""
+    warmup = max(1, round(0.05 * total_steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, prepare, autocast) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over a uint8 image set."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(images), 500):
+        x = prepare(images[start:start + 500])
+        y = labels[start:start + 500].to(x.device)
+        with autocast():
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return loss_sum / max(1, len(images)), correct / max(1, len(images))
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    torch.save(state, partial)
+    os.replace(partial, path)  # atomic: a spot interruption never leaves half a checkpoint behind
+
+
+def load_checkpoint(checkpoint_dir: str) -> dict | None:
+    path = Path(checkpoint_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise RuntimeError(f"Cannot resume from {path} ({error}); delete it to start afresh.") from error
+
+
+def write_model_artifacts(model_dir: Path, best_state: dict, info: dict) -> None:
+    """model.pth, model_info.json and code/ (the inference entry point), as SM_MODEL_DIR becomes model.tar.gz."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(best_state, model_dir / "model.pth")
+    (model_dir / "model_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    source = Path(__file__).resolve().parent
+    missing = [name for name in CODE_FILES if not (source / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"Cannot package code/ for serving: {', '.join(missing)} missing beside {source / 'train.py'}")
+    (model_dir / "code").mkdir(exist_ok=True)
+    for name in CODE_FILES:
+        shutil.copy2(source / name, model_dir / "code" / name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    hp, paths = parse_args(argv)
+    validate(hp)
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = paths.num_gpus > 0 and torch.cuda.is_available()
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    distributed = world_size > 1
+    if use_cuda:
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+    if distributed:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    is_main = rank == 0
+    log = print if is_main else (lambda *args, **kwargs: None)
+    torch.manual_seed(hp.seed + rank)  # DDP broadcasts rank 0's initial weights; other ranks just augment differently
+
+    data = load_cifar10(paths.train, paths.test)
+    train_images, train_labels = data["train_images"], data["train_labels"]
+    if hp.max_train_samples and hp.max_train_samples < len(train_images):
+        subset = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(hp.seed))[:hp.max_train_samples]
+        train_images, train_labels = train_images[subset], train_labels[subset]
+    class_names = data["class_names"]
+    log(f"data: {len(train_images)} training images from {', '.join(data['train_files'])}; "
+        f"{len(data['val_images'])} validation images from {data['test_file']}; {len(class_names)} classes")
+
+    dataset = TensorDataset(train_images, train_labels)
+    sampler = (DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=hp.seed)
+               if distributed else RandomSampler(dataset))
+    # the sampler yields whole index batches, so each step is one tensor slice rather than batch_size lookups
+    loader = DataLoader(dataset, sampler=BatchSampler(sampler, hp.batch_size, drop_last=False), batch_size=None,
+                        num_workers=hp.num_workers, pin_memory=use_cuda, persistent_workers=hp.num_workers > 0)
+    steps_per_epoch = len(loader)
+    total_steps = hp.epochs * steps_per_epoch
+
+    mean = torch.tensor(CIFAR10_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD, device=device).view(1, 3, 1, 1)
+    memory_format = torch.channels_last if use_cuda else torch.contiguous_format
+
+    def prepare(images: torch.Tensor, train: bool = False) -> torch.Tensor:
+        x = images.to(device, non_blocking=True).float().div_(255)
+        if train and hp.augment:
+            x = augment(x)
+        return ((x - mean) / std).contiguous(memory_format=memory_format)
+
+    use_amp = hp.amp and use_cuda
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
+
+    raw_model = build_model(len(class_names)).to(device, memory_format=memory_format)
+    model = DistributedDataParallel(raw_model, device_ids=[local_rank] if use_cuda else None) if distributed else raw_model
+    optimizer = torch.optim.SGD(model.parameters(), lr=hp.learning_rate, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps))
+    criterion = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
+
+    start_epoch, best = 0, {"val_accuracy": -1.0, "epoch": 0, "state": None}
+    history = []
+    checkpoint = load_checkpoint(hp.checkpoint_dir) if is_main else None
+    if distributed:  # every rank resumes from rank 0's checkpoint, so all agree on the epoch
+        shared = [checkpoint]
+        dist.broadcast_object_list(shared, src=0)
+        checkpoint = shared[0]
+    if checkpoint:
+        try:
+            raw_model.load_state_dict(checkpoint["model"])
+        except RuntimeError as error:
+            raise RuntimeError(f"The checkpoint in {hp.checkpoint_dir} is for another model ({error}); "
+                               f"point --checkpoint-dir elsewhere or delete it.") from error
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        start_epoch = checkpoint["epoch"]
+        best = {"val_accuracy": checkpoint["best_val_accuracy"], "epoch": checkpoint["best_epoch"], "state": checkpoint["best_model"]}
+        history = checkpoint.get("history", [])
+        log(f"resuming from {Path(hp.checkpoint_dir) / CHECKPOINT_NAME}: {start_epoch} epoch(s) done, "
+            f"best val accuracy {best['val_accuracy']:.4f}")
+    if use_cuda and not distributed and torch.cuda.device_count() > 1:
+        log(f"note: {torch.cuda.device_count()} GPUs visible but one process uses one; launch with torchrun (the "
+            f"PyTorch estimator's distribution={{'torch_distributed': {{'enabled': True}}}}) to use them all")
+    log(f"training: {hp.epochs} epochs x {steps_per_epoch} steps on {device} (world size {world_size}, "
+        f"bf16 autocast {'on' if use_amp else 'off'}), hyperparameters {json.dumps(asdict(hp))}")
+
+    for epoch in range(start_epoch + 1, hp.epochs + 1):
+        started = time.perf_counter()
+        if distributed:
+            sampler.set_epoch(epoch)
+        model.train()
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+        for images, labels in loader:
+            x, y = prepare(images, train=True), labels.to(device, non_blocking=True)
+            with autocast():
+                logits = model(x)
+                loss = criterion(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            sums[0] += loss.detach().double() * len(y)
+            sums[1] += (logits.argmax(1) == y).sum()
+            sums[2] += len(y)
+        if distributed:
+            dist.all_reduce(sums)
+        train_loss, train_accuracy = (sums[0] / sums[2]).item(), (sums[1] / sums[2]).item()
+        if not math.isfinite(train_loss):
+            raise RuntimeError(f"Training diverged: train_loss is {train_loss} in epoch {epoch}; "
+                               f"lower --learning-rate (now {hp.learning_rate}).")
+        val_loss, val_accuracy = evaluate(raw_model, data["val_images"], data["val_labels"], prepare, autocast)
+        seconds = time.perf_counter() - started
+        log(f"epoch={epoch} train_loss={train_loss:.4f} train_accuracy={train_accuracy:.4f} val_loss={val_loss:.4f} "
+            f"val_accuracy={val_accuracy:.4f} lr={lr:.4f} epoch_seconds={seconds:.1f}", flush=True)
+        history.append(dict(epoch=epoch, train_loss=train_loss, train_accuracy=train_accuracy, val_loss=val_loss,
+                            val_accuracy=val_accuracy, lr=lr, epoch_seconds=seconds))
+        if val_accuracy > best["val_accuracy"]:
+            best = {"val_accuracy": val_accuracy, "epoch": epoch,
+                    "state": {k: v.detach().cpu().clone() for k, v in raw_model.state_dict().items()} if is_main else None}
+        if is_main:
+            save_checkpoint(Path(hp.checkpoint_dir) / CHECKPOINT_NAME, {
+                "epoch": epoch, "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "best_val_accuracy": best["val_accuracy"],
+                "best_epoch": best["epoch"], "best_model": best["state"], "history": history,
+            })
+
+    if is_main:
+        if start_epoch >= hp.epochs:
+            log(f"the checkpoint already holds {start_epoch} epoch(s), as many as --epochs {hp.epochs} asks: nothing to train")
+        info = {
+            "architecture": ARCHITECTURE,
+            "description": "torchvision resnet18 with a 3x3 stride-1 conv1 and no max-pool",
+            "num_classes": len(class_names),
+            "class_names": class_names,
+            "input_size": [3, INPUT_SIZE, INPUT_SIZE],
+            "mean": list(CIFAR10_MEAN),
+            "std": list(CIFAR10_STD),
+            "best_metric": {"name": "validation:accuracy", "value": best["val_accuracy"]},
+            "best_epoch": best["epoch"],
+            "epochs_trained": max(start_epoch, hp.epochs),
+            "hyperparameters": asdict(hp),
+            "torch_version": torch.__version__,
+        }
+        write_model_artifacts(Path(paths.model_dir), best["state"], info)
+        Path(paths.output_data_dir).mkdir(parents=True, exist_ok=True)
+        (Path(paths.output_data_dir) / "metrics.json").write_text(json.dumps({"history": history, **info["best_metric"]}, indent=2) + "\n")
+        log(f"best_val_accuracy={best['val_accuracy']:.4f}", flush=True)
+        log(f"saved the epoch-{best['epoch']} model to {paths.model_dir}")
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
