@@ -113,6 +113,8 @@ class TrainingConfig:
     max_wait_seconds: int | None = option(None, minimum=1, maximum=2_419_200)
     checkpoint_s3_prefix: str | None = option(None, pattern=r"[\w.\-]+(/[\w.\-]+)*",
                                               pattern_hint="a key prefix under s3_prefix, such as 'checkpoints'")
+    tensorboard_s3_prefix: str | None = option(None, pattern=r"[\w.\-]+(/[\w.\-]+)*",
+                                               pattern_hint="a key prefix under s3_prefix, such as 'tensorboard'")
     distribution: Literal["none", "torch_distributed"] = "none"
     input_mode: Literal["File", "FastFile", "Pipe"] = "File"
     environment: dict[str, str] = option(default_factory=dict)

@@ -18,6 +18,7 @@ from .config import WorkloadConfig
 SAGEMAKER_LOG_LEVEL = "20"  # logging.INFO, as the SageMaker Python SDK sends it
 MODEL_CODE_DIR = "/opt/ml/model/code"  # where the inference container finds code packed in model.tar.gz
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"  # TensorBoardOutputConfig.LocalPath's default
 EXPIRY_TAG = "expires-at"  # ISO-8601 UTC time after which the endpoint janitor deletes the endpoint
 _ECR_REGION = re.compile(r"\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com")
 
@@ -142,6 +143,10 @@ def build_training_request(cfg: WorkloadConfig, *, job_name: str, image_uri: str
         # per job: a spot restart of this job resumes from here, another job never does
         request["CheckpointConfig"] = {"S3Uri": cfg.s3_uri(cfg.training.checkpoint_s3_prefix, job_name),
                                        "LocalPath": CHECKPOINT_LOCAL_PATH}
+    if cfg.training.tensorboard_s3_prefix:
+        # per job, like checkpoints: SageMaker uploads what the script writes to LocalPath while the job runs
+        request["TensorBoardOutputConfig"] = {"S3OutputPath": cfg.s3_uri(cfg.training.tensorboard_s3_prefix, job_name),
+                                              "LocalPath": TENSORBOARD_LOCAL_PATH}
     request["Tags"] = resource_tags(cfg)
     return _validated("CreateTrainingJob", request)
 

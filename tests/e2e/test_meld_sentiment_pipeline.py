@@ -1,0 +1,155 @@
+"""The MELD sentiment DAG, whole, with `airflow dags test` against the local SageMaker: real training on
+synthetic MELD clips (two of them damaged), TensorBoard scalars, a real endpoint answering utterances
+(clip as base64 and from S3) and refusing a broken clip with a 4xx while it keeps serving, and nothing
+left running afterwards."""
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from include.datasets.meld_sentiment import EMOTIONS, SENTIMENTS
+from include.local_airflow import airflow_environment, dags_test, migrate_db, task_states
+from include.pipelines.config import load_workload
+from tests.unit.test_cifar10_inference import import_source
+from tests.unit.test_meld_sentiment_media import read_event_file
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+DAG_ID = "meld_sentiment_pipeline"
+SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "meld_sentiment"
+TASKS = ("resolve_settings", "upload_data", "package_source", "plan", "train", "evaluate", "create_model",
+         "create_endpoint_config", "deploy_endpoint", "smoke_test", "delete_endpoint")
+
+
+@pytest.fixture(scope="module")
+def airflow_env(emulator, tmp_path_factory):
+    env = airflow_environment(tmp_path_factory.mktemp("airflow-home"), emulator.endpoint_url)
+    migrate_db(env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def run(airflow_env):
+    """One DAG run, shared by the tests below: (completed process, task states)."""
+    result = dags_test(DAG_ID, airflow_env, timeout=900)
+    return result, task_states(airflow_env, DAG_ID)
+
+
+def _output(result) -> str:
+    return (result.stdout or "") + (result.stderr or "")
+
+
+def _xcom(env: dict, task_id: str):
+    """The return value of `task_id` in the DAG's latest run."""
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        (value,) = db.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = 'return_value' ORDER BY run_id DESC, "
+            "timestamp DESC LIMIT 1", (DAG_ID, task_id)).fetchone()
+    value = json.loads(value)
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _latest_job(sagemaker_client) -> dict:
+    summaries = sagemaker_client.list_training_jobs(NameContains="meld-sentiment", SortBy="CreationTime",
+                                                    SortOrder="Descending")["TrainingJobSummaries"]
+    return sagemaker_client.describe_training_job(TrainingJobName=summaries[0]["TrainingJobName"])
+
+
+def _job_log(logs_client, job_name: str) -> str:
+    events = logs_client.filter_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=job_name)
+    return "\n".join(e["message"] for e in events["events"])
+
+
+def test_every_task_succeeds(run):
+    result, states = run
+    assert result.returncode == 0, _output(result)[-6000:]
+    for task_id in TASKS:
+        assert states.get(task_id) == "success", f"{task_id}: {states.get(task_id)} (all: {states})"
+
+
+def test_training_really_ran_and_cleared_the_gate(run, sagemaker_client, s3_client):
+    job = _latest_job(sagemaker_client)
+    assert job["TrainingJobStatus"] == "Completed"
+    assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "validation"]
+    metrics = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+    gate = load_workload("meld_sentiment", "local").evaluation.threshold
+    assert metrics["best:validation:emotion_weighted_f1"] >= gate, metrics  # always-"neutral" scores ~0.30
+    assert 0 <= metrics["validation:sentiment_accuracy"] <= 1, metrics
+
+    bucket, key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix("s3://").split("/", 1)
+    archive = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        names = set(tar.getnames())
+        info = json.load(tar.extractfile("model_info.json"))
+    assert {"model.pth", "model_info.json", "text_encoder/config.json", "text_encoder/tokenizer.json",
+            "code/inference.py", "code/model.py", "code/media.py", "code/requirements.txt"} <= names, names
+    assert info["best_metric"]["value"] == pytest.approx(metrics["best:validation:emotion_weighted_f1"], abs=1e-4)
+    assert info["emotions"] == list(EMOTIONS) and info["sentiments"] == list(SENTIMENTS)
+
+
+def test_the_job_log_shows_parameters_class_weights_and_the_damaged_clips(run, sagemaker_client, logs_client):
+    log = _job_log(logs_client, _latest_job(sagemaker_client)["TrainingJobName"])
+    assert "trainable_parameters text_encoder=" in log and "class_weights (balanced) emotion: neutral=" in log
+    assert "media train: clips=96 clips_without_audio=1 unreadable_clips=1" in log
+    assert "no audio track; using a silent spectrogram" in log
+    assert "using black frames and a silent spectrogram" in log
+
+
+def test_tensorboard_scalars_were_written_to_the_output_config_s_local_path(run, sagemaker_client, emulator):
+    job = _latest_job(sagemaker_client)
+    assert job["TensorBoardOutputConfig"]["LocalPath"] == "/opt/ml/output/tensorboard"
+    # the local SageMaker keeps each host's /opt/ml; it does not upload TensorBoard output to S3 yet
+    host = Path(emulator.emulator.settings.state_dir) / "training-jobs" / job["TrainingJobName"] / "algo-1"
+    [events_file] = (host / "output" / "tensorboard").glob("events.out.tfevents.*")
+    records = read_event_file(import_source("tensorboard_events", SOURCE_DIR), events_file)
+    per_epoch = [r for r in records if r["scalars"]]
+    assert [r["step"] for r in per_epoch] == [1, 2, 3, 4]
+    assert per_epoch[-1]["scalars"]["loss/train"] < per_epoch[0]["scalars"]["loss/train"]
+
+
+def test_endpoint_answered_utterances_and_refused_a_broken_clip(run, airflow_env):
+    smoke = _xcom(airflow_env, "smoke_test")
+    assert [u["clip_by"] for u in smoke["utterances"]] == ["base64", "base64", "base64", "s3"]
+    assert all(u["emotion"] in EMOTIONS and u["sentiment"] in SENTIMENTS for u in smoke["utterances"])
+    assert smoke["bad_input"]["error"] == "ModelError" and smoke["bad_input"]["status"] == 400, smoke
+    assert "is not a readable mp4 clip" in smoke["bad_input"]["message"], smoke
+    assert smoke["served_after_bad_input"] is True
+
+
+def test_teardown_left_no_endpoint(run, sagemaker_client):
+    endpoints = [e["EndpointName"] for e in sagemaker_client.list_endpoints()["Endpoints"]]
+    assert [name for name in endpoints if name.startswith("meld-sentiment")] == []
+
+
+def test_a_channel_of_unreadable_clips_fails_the_job_with_a_reason_naming_them(emulator, sagemaker_client, s3_client,
+                                                                               tmp_path):
+    """Not a DAG run: the job alone, on a data set where 3 of 14 training clips are broken (a bad upload)."""
+    import time
+
+    from include.datasets.meld_sentiment import generate
+    from include.pipelines import packaging
+    from include.pipelines.images import training_image_uri
+    from include.pipelines.requests import build_training_request
+    from tests.conftest import TEST_BUCKET, TEST_REGION
+
+    cfg = load_workload("meld_sentiment", "local").with_overrides(bucket=TEST_BUCKET)
+    data = generate(tmp_path / "data", train_utterances=14, validation_utterances=14, unreadable_clips=3)
+    packaging.sync_directory(s3_client, data, TEST_BUCKET, "meld-broken/data")
+    source_uri = packaging.upload_source(s3_client, TEST_BUCKET, "meld-broken", cfg.source_path)
+    channels = {name: f"s3://{TEST_BUCKET}/meld-broken/data/{name}" for name in ("train", "validation")}
+    request = build_training_request(cfg, job_name="meld-sentiment-broken-clips", image_uri=training_image_uri(cfg, TEST_REGION),
+                                     source_uri=source_uri, channels=channels, hyperparameter_overrides={"epochs": 1})
+    sagemaker_client.create_training_job(**request)
+    deadline = time.monotonic() + 600
+    while (job := sagemaker_client.describe_training_job(TrainingJobName="meld-sentiment-broken-clips"))[
+            "TrainingJobStatus"] in ("InProgress", "Stopping") and time.monotonic() < deadline:
+        time.sleep(3)
+    assert job["TrainingJobStatus"] == "Failed", job
+    reason = job["FailureReason"]
+    assert "3 of 14 clips in the train channel cannot be read" in reason and "Check the upload" in reason, reason
+    assert "dia" in reason.split("e.g.")[1], reason  # names the clips
