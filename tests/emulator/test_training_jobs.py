@@ -315,15 +315,6 @@ def test_unsupported_image_fails_the_job_with_a_clear_reason(sagemaker_client, s
     assert "TrainingStartTime" not in job  # it never started, as on SageMaker
 
 
-def test_multi_instance_job_fails_saying_it_is_not_supported_yet(sagemaker_client, source_uri, train_channel_uri):
-    request = training_request("unit-train-two-hosts", source_uri, train_channel_uri)
-    request["ResourceConfig"]["InstanceCount"] = 2
-    sagemaker_client.create_training_job(**request)
-    job = wait_until_done(sagemaker_client, "unit-train-two-hosts", timeout=10)
-    assert job["TrainingJobStatus"] == "Failed"
-    assert "InstanceCount 2 is not supported" in job["FailureReason"]
-
-
 def test_missing_channel_data_fails_with_sagemakers_message(sagemaker_client, source_uri):
     name = "unit-train-no-data"
     sagemaker_client.create_training_job(**training_request(name, source_uri, f"s3://{TEST_BUCKET}/{PREFIX}/nothing-here"))

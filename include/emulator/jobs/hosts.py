@@ -2,16 +2,31 @@
 
     <state_dir>/training-jobs/<job>/algo-N/
         input/config/{hyperparameters,resourceconfig,inputdataconfig}.json
-        input/data/<channel>/      model/      output/data/      code/
+        input/data/<channel>/      model/      output/data/      code/      checkpoints/
+
+A path the job names inside the container (CheckpointConfig.LocalPath, a ContainerEntrypoint's
+arguments) is mapped into the host's folder with ``HostFolder.local``: /opt/ml/x -> <folder>/x.
 """
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 INSTANCE_GROUP = "homogeneousCluster"
+CONTAINER_ROOT = "/opt/ml"
+DEFAULT_CHECKPOINT_PATH = "/opt/ml/checkpoints"
+_CONTAINER_ROOT_IN_TEXT = re.compile(r"/opt/ml(?![\w.-])")  # /opt/ml and /opt/ml/..., not /opt/mlflow
+
+
+def is_container_path(path: str) -> bool:
+    """Whether ``path`` lies under the container's /opt/ml (the only tree a host folder stands in for)."""
+    normalized = PurePosixPath(path)
+    return normalized.is_absolute() and ".." not in normalized.parts and (
+        normalized == PurePosixPath(CONTAINER_ROOT) or PurePosixPath(CONTAINER_ROOT) in normalized.parents
+    )
 
 
 def host_names(instance_count: int) -> list[str]:
@@ -53,6 +68,17 @@ class HostFolder:
 
     def channel_dir(self, channel: str) -> Path:
         return self.data_dir / channel
+
+    def local(self, container_path: str) -> Path:
+        """Where a path under /opt/ml lives on this machine (see ``is_container_path``)."""
+        if not is_container_path(container_path):
+            raise ValueError(f"{container_path} is not under {CONTAINER_ROOT}")
+        relative = PurePosixPath(container_path).relative_to(CONTAINER_ROOT)
+        return self.base.joinpath(*relative.parts)
+
+    def rewrite_container_paths(self, text: str) -> str:
+        """``text`` with every /opt/ml replaced by this host's folder (a container command or script)."""
+        return _CONTAINER_ROOT_IN_TEXT.sub(lambda _: str(self.base), text)
 
     def prepare(self, *, hyperparameters: dict, resource_config: dict, input_data_config: dict) -> None:
         """Start from an empty folder (a job name can be reused after a restart) and write the config."""

@@ -45,9 +45,13 @@ class ContainerProcess:
         except subprocess.TimeoutExpired:
             return None
 
+    def interrupt(self) -> None:
+        """SIGTERM to the whole group (what SageMaker sends before it stops a container)."""
+        self._signal_group(signal.SIGTERM)
+
     def terminate(self, grace_seconds: float) -> int:
         """SIGTERM to the whole group, SIGKILL to whatever is left after the grace period."""
-        self._signal_group(signal.SIGTERM)
+        self.interrupt()
         deadline = time.monotonic() + grace_seconds
         while self._process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)

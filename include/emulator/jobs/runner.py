@@ -1,40 +1,47 @@
-"""Runs one training job on this machine, the way SageMaker runs it in a container.
+"""Runs one training job on this machine, the way SageMaker runs it on its instances.
 
 Phases, each a SecondaryStatus: Starting (waiting for one of ``emulator.job_slots``), Downloading
-(channels from S3 into the host folder), Training (AWS's sagemaker-training toolkit as a process
-group, its output streamed to CloudWatch Logs and scraped for metrics), Uploading (model.tar.gz and
-output.tar.gz to S3). A stop request or MaxRuntimeInSeconds ends the process group; the model
-folder is still uploaded when the script wrote to it.
+(channels and checkpoints from S3 into each host's folder), Training (one process group per host,
+see ``cluster`` and ``entrypoints``; output streamed to CloudWatch Logs per host and scraped for
+metrics), Uploading (model.tar.gz and output.tar.gz, gathered from every host). A stop request,
+MaxRuntimeInSeconds or (managed spot) MaxWaitTimeInSeconds ends the hosts; what the script saved
+to the model folder is still uploaded.
+
+InstanceCount > 1 runs hosts algo-1..N side by side, each with its own folder and
+resourceconfig.json, joined over loopback (see ``network``). Managed spot training with an
+injected interruption (tag ``emulator:fault`` = ``spot-interruption:<seconds>``, see
+``include.emulator.faults``; never by default; read while the job trains) ends the hosts that
+many seconds into training, records Interrupted, and starts the job again on fresh hosts, which
+get CheckpointConfig's checkpoints back from S3 (see ``checkpoints``). It strikes once per job.
 
 The runner talks to the job record through a small interface (see ``TrainingJob`` in
-``include.emulator.sagemaker.training``): ``transition``, ``mark_training_started``, ``finish``,
-``metrics`` and the request fields.
+``include.emulator.sagemaker.training``): ``transition``, ``mark_training_started``,
+``add_training_seconds``, ``finish``, ``metrics`` and the request fields.
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import shutil
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 from .. import images
-from ..cloudwatch import LogWriter
-from . import staging
+from ..faults import FaultTagError, faults_for
+from . import entrypoints, staging
+from .checkpoints import CheckpointSync
+from .cluster import Cluster
 from .failures import MAX_FAILURE_REASON, algorithm_failure_reason
-from .hosts import HostFolder, host_names, input_data_config, resource_config
-from .process import ContainerProcess
+from .hosts import DEFAULT_CHECKPOINT_PATH, HostFolder, host_names, input_data_config, is_container_path, resource_config
+from .network import free_port, network_environment
 
 log = logging.getLogger(__name__)
 
-LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-TOOLKIT_COMMAND = ["-m", "sagemaker_training.cli.train"]  # what the framework images run as `train`
-
 STOP = "stop"
 TIMEOUT = "timeout"
+MAX_WAIT = "max-wait"
 SHUTDOWN = "shutdown"
+INTERRUPTION = "spot-interruption"  # not a stop: the job goes on, on new hosts
 
 NOT_YET = "not supported by the local SageMaker yet"
 
@@ -48,15 +55,24 @@ class TrainingRunner:
 
     # SageMaker gives the algorithm 120 s between SIGTERM and SIGKILL; locally a shorter wait will do
     stop_grace_seconds = 10.0
+    # a spot instance gets a two-minute warning; locally the hosts get a short SIGTERM grace
+    interruption_grace_seconds = 2.0
+    # when one host failed, the others only lose their peers: end them quickly
+    failure_grace_seconds = 5.0
     poll_seconds = 0.2
 
     def __init__(self, emulator, job):
         self.emulator = emulator
         self.job = job
+        self._created = time.monotonic()
         self._stop_reason: str | None = None
         self._stop_lock = threading.Lock()
-        self._deadline: float | None = None
-        self._process: ContainerProcess | None = None
+        self._wait_deadline: float | None = None  # managed spot: MaxWaitTimeInSeconds from creation
+        self._runtime_used = 0.0  # seconds the job's attempts ran (MaxRuntimeInSeconds counts these)
+        self._attempt_started: float | None = None
+        self._cluster: Cluster | None = None
+        self._interrupted = False  # an injected spot interruption strikes once per job
+        self._bad_fault_tag_logged = False
         self._s3 = None
         self._thread = threading.Thread(target=self._run, name=f"training:{job.name}", daemon=True)
 
@@ -81,16 +97,31 @@ class TrainingRunner:
 
     @property
     def pid(self) -> int | None:
-        """The container process (its process group leader), once training has begun."""
-        return self._process.pid if self._process else None
+        """The first host's container process (its process group leader), once training has begun."""
+        return self._cluster.first_pid if self._cluster else None
 
     # --- the job ----------------------------------------------------------------------------------
 
     @property
     def stop_reason(self) -> str | None:
-        if self._stop_reason is None and self._deadline is not None and time.monotonic() > self._deadline:
-            self.request_stop(TIMEOUT)
+        if self._stop_reason is None:
+            now = time.monotonic()
+            if self._wait_deadline is not None and now > self._wait_deadline:
+                self.request_stop(MAX_WAIT)
+            elif self._runtime(now) > self.max_runtime:
+                self.request_stop(TIMEOUT)
         return self._stop_reason
+
+    def _runtime(self, now: float) -> float:
+        return self._runtime_used + (now - self._attempt_started if self._attempt_started is not None else 0.0)
+
+    @property
+    def max_runtime(self) -> int:
+        return self.job.request["StoppingCondition"]["MaxRuntimeInSeconds"]
+
+    @property
+    def spot(self) -> bool:
+        return bool(self.job.request.get("EnableManagedSpotTraining"))
 
     def _run(self) -> None:
         try:
@@ -105,11 +136,14 @@ class TrainingRunner:
     def _execute(self) -> None:
         try:
             image = self._check_runnable()
+            self._spot_interruption_after()  # an unreadable fault tag fails the job before it starts
         except JobFailure as failure:
             self._fail(str(failure))
             return
+        if self.spot:
+            self._wait_deadline = self._created + self.job.request["StoppingCondition"]["MaxWaitTimeInSeconds"]
         if not self._acquire_slot():
-            self._end_stopped(None)
+            self._end_stopped([])
             return
         try:
             self._run_with_slot(image)
@@ -121,32 +155,52 @@ class TrainingRunner:
 
     def _check_runnable(self) -> images.TrainingImage:
         """What SageMaker would run but this machine cannot fails the job here, before it starts."""
-        spec, resources = self.job.request["AlgorithmSpecification"], self.job.request["ResourceConfig"]
+        request = self.job.request
+        spec, resources = request["AlgorithmSpecification"], request["ResourceConfig"]
         if spec.get("AlgorithmName"):
             raise JobFailure(
                 f"ClientError: Algorithm '{spec['AlgorithmName']}' cannot run on the local SageMaker; use a "
                 "framework training image (pytorch-training, huggingface-pytorch-training) with a script."
             )
-        if spec.get("ContainerEntrypoint") or spec.get("ContainerArguments"):
-            raise JobFailure(f"ClientError: ContainerEntrypoint and ContainerArguments are {NOT_YET}.")
+        if spec.get("ContainerArguments") and not spec.get("ContainerEntrypoint"):
+            raise JobFailure(
+                "ClientError: ContainerArguments without a ContainerEntrypoint would go to the image's own "
+                f"entrypoint, which is {NOT_YET}; name the ContainerEntrypoint too."
+            )
         try:
             image = images.training_image(spec.get("TrainingImage", ""))
         except images.UnsupportedImage as exc:
             raise JobFailure(f"ClientError: {exc}") from exc
         if resources.get("InstanceGroups"):
             raise JobFailure(f"ClientError: Heterogeneous clusters (ResourceConfig.InstanceGroups) are {NOT_YET}.")
-        if resources.get("InstanceCount", 1) > 1:
-            raise JobFailure(
-                f"ClientError: InstanceCount {resources['InstanceCount']} is {NOT_YET}; "
-                "it runs single-instance training jobs (set InstanceCount to 1)."
-            )
-        for channel in self.job.request.get("InputDataConfig") or []:
+        for channel in request.get("InputDataConfig") or []:
             if channel.get("InputMode", spec["TrainingInputMode"]) == "Pipe":
                 raise JobFailure(
                     f"ClientError: Channel '{channel['ChannelName']}' uses Pipe input mode, "
                     "which the local SageMaker does not support; use File or FastFile."
                 )
+        local_path = (request.get("CheckpointConfig") or {}).get("LocalPath", DEFAULT_CHECKPOINT_PATH)
+        if not is_container_path(local_path):
+            raise JobFailure(
+                f"ClientError: CheckpointConfig.LocalPath '{local_path}' is outside /opt/ml; the local SageMaker "
+                "keeps each host's /opt/ml in a folder of its own and can only sync checkpoints there "
+                f"(the default is {DEFAULT_CHECKPOINT_PATH})."
+            )
         return image
+
+    def _spot_interruption_after(self) -> float | None:
+        """Seconds into training when the injected spot interruption strikes (managed spot jobs only).
+
+        Read from the job's tags while it trains, so a test may also add the tag once the job has made
+        progress (``spot-interruption:0`` then strikes at once)."""
+        if not self.spot or self._interrupted:
+            return None
+        from ..sagemaker.tags import TagStore  # here: the sagemaker package imports this module
+
+        try:
+            return faults_for(self.emulator.store(TagStore).get(self.job.arn)).spot_interruption_after_s
+        except FaultTagError as exc:
+            raise JobFailure(f"ClientError: {exc}") from exc
 
     def _acquire_slot(self) -> bool:
         slots = self.emulator.job_slots
@@ -155,58 +209,146 @@ class TrainingRunner:
         limit = self.emulator.settings.max_concurrent_jobs
         self.job.transition("Starting", f"Waiting for a free job slot: the local SageMaker runs {limit} jobs at a time")
         while not slots.acquire(timeout=self.poll_seconds):
-            if self._stop_reason:
+            if self.stop_reason:  # a stop, or a spot job's MaxWaitTimeInSeconds spent waiting
                 return False
         return True
 
     def _run_with_slot(self, image: images.TrainingImage) -> None:
-        job, request = self.job, self.job.request
-        job.transition("Starting", "Preparing the instances for training")
-        job.mark_training_started()
-        self._deadline = time.monotonic() + self.max_runtime
+        self.job.transition("Starting", "Preparing the instances for training")
+        self.job.mark_training_started()
+        while self._attempt(image):  # the fault strikes once; the restarted job runs to its end
+            self.job.transition("Interrupted", "Training job interrupted: the spot instances were reclaimed")
+            self.job.transition(
+                "Starting", "Restarting the training job on new spot instances; it resumes from its last checkpoint"
+            )
 
-        hosts = host_names(request["ResourceConfig"]["InstanceCount"])
-        host = HostFolder(self.job_dir / hosts[0], hosts[0])
+    def _attempt(self, image: images.TrainingImage) -> bool:
+        """One run of the job on fresh hosts; True when a spot interruption ended it."""
+        self._attempt_started = time.monotonic()
+        try:
+            return self._attempt_on_hosts(image)
+        finally:
+            seconds = time.monotonic() - self._attempt_started
+            self._runtime_used += seconds
+            self._attempt_started = None
+            self.job.add_training_seconds(seconds)
+
+    def _attempt_on_hosts(self, image: images.TrainingImage) -> bool:
+        job, request = self.job, self.job.request
+        names = host_names(request["ResourceConfig"]["InstanceCount"])
+        hosts = [HostFolder(self.job_dir / name, name) for name in names]
         channels = request.get("InputDataConfig") or []
-        host.prepare(
-            hyperparameters=request.get("HyperParameters") or {},
-            resource_config=resource_config(hosts[0], hosts, request["ResourceConfig"]["InstanceType"]),
-            input_data_config=input_data_config(channels, request["AlgorithmSpecification"]["TrainingInputMode"]),
-        )
+        for host in hosts:  # a fresh folder per host and attempt: a restarted job runs on new instances
+            host.prepare(
+                hyperparameters=request.get("HyperParameters") or {},
+                resource_config=resource_config(host.host, names, request["ResourceConfig"]["InstanceType"]),
+                input_data_config=input_data_config(channels, request["AlgorithmSpecification"]["TrainingInputMode"]),
+            )
+        checkpoints = self._checkpoints(hosts)
 
         job.transition("Downloading", "Downloading input data")
         try:
-            self._download_channels(host, channels, host_index=0, host_count=len(hosts))
+            for index, host in enumerate(hosts):
+                self._download_channels(host, channels, host_index=index, host_count=len(hosts))
+                entrypoints.localize_driver_channels(request, host)
+            if checkpoints is not None:
+                checkpoints.restore()
         except staging.StagingError as exc:
             self._fail(str(exc))
-            return
+            return False
         if self.stop_reason:
-            self._end_stopped(host)
-            return
+            self._end_stopped(hosts)
+            return False
 
         job.transition("Training", "Training image download completed. Training in progress.")
-        exit_code, log_tail = self._run_container(host, image)
-        if self._stop_reason:  # only a stop the container loop acted on; a script that finished in time completed
-            self._end_stopped(host)
-            return
-        if exit_code != 0:
-            failure_text = host.failure_file.read_text(errors="replace") if host.failure_file.exists() else None
-            self._fail(algorithm_failure_reason(failure_text, log_tail, exit_code))
-            return
+        try:
+            reason, cluster = self._run_hosts(hosts, image, checkpoints)
+        except JobFailure as failure:
+            self._fail(str(failure))
+            return False
+        if reason == INTERRUPTION:
+            return True
+        if reason:
+            self._end_stopped(hosts)
+            return False
+        failure = cluster.first_failure()
+        if failure is not None:
+            failure_file = failure.host.failure_file
+            failure_text = failure_file.read_text(errors="replace") if failure_file.exists() else None
+            self._fail(algorithm_failure_reason(failure_text, list(failure.tail), failure.exit_code))
+            return False
 
         job.transition("Uploading", "Uploading generated training model")
         try:
-            artifacts = self._upload_model(host)
-            if staging.directory_has_files(host.output_data_dir):
-                self._upload_tarball(host.output_data_dir, "output.tar.gz")
+            artifacts = self._upload_model(hosts)
+            outputs = [host.output_data_dir for host in hosts if staging.directory_has_files(host.output_data_dir)]
+            if outputs:
+                self._upload_tarball(outputs, "output.tar.gz")
         except JobFailure as failure:
             self._fail(str(failure))
-            return
+            return False
         job.finish("Completed", "Completed", "Training job completed", model_artifacts=artifacts)
+        return False
 
-    @property
-    def max_runtime(self) -> int:
-        return self.job.request["StoppingCondition"]["MaxRuntimeInSeconds"]
+    def _run_hosts(self, hosts: list[HostFolder], image, checkpoints: CheckpointSync | None) -> tuple[str | None, Cluster]:
+        """Run every host until they exit or the job must end; returns (why it ended early, cluster)."""
+        names = [host.host for host in hosts]
+        master_port = free_port()
+        python = self.emulator.settings.python
+        cluster = self._cluster = Cluster(
+            self.emulator, self.job, hosts,
+            command=lambda host: entrypoints.host_command(self.job.request, host, python),
+            environment=lambda host: self._environment(host, image, names, master_port),
+            poll_seconds=self.poll_seconds,
+        )
+        training_began = time.monotonic()
+
+        def end_reason() -> str | None:
+            reason = self.stop_reason
+            if reason == TIMEOUT:
+                message = f"Stopping the training job: it ran longer than MaxRuntimeInSeconds ({self.max_runtime} s)"
+                self.job.transition("Stopping", message, status="Stopping")
+            elif reason == MAX_WAIT:
+                self.job.transition("Stopping", self._max_wait_message("Stopping the training job"), status="Stopping")
+            if reason:
+                return reason
+            interruption_after = self._spot_interruption_after_while_training()
+            if interruption_after is not None and time.monotonic() - training_began >= interruption_after:
+                self._interrupted = True
+                return INTERRUPTION
+            return None
+
+        if checkpoints is not None:
+            checkpoints.start()
+        try:
+            try:
+                cluster.start()
+            except OSError as exc:  # e.g. a ContainerEntrypoint that names no program on this machine
+                raise JobFailure(f"ClientError: The training container could not start: {exc}") from exc
+            reason = cluster.run_until(end_reason, grace_seconds=self._grace_seconds)
+        finally:
+            cluster.close()
+            if checkpoints is not None:
+                checkpoints.stop()  # the last upload: what a restart resumes from
+        return reason, cluster
+
+    def _spot_interruption_after_while_training(self) -> float | None:
+        try:
+            return self._spot_interruption_after()
+        except JobFailure as failure:  # a bad tag added while the job runs: say so once, inject nothing
+            if not self._bad_fault_tag_logged:
+                log.warning("training job %s: %s", self.job.name, failure)
+                self._bad_fault_tag_logged = True
+            return None
+
+    def _grace_seconds(self, reason: str) -> float:
+        return {SHUTDOWN: 0.0, INTERRUPTION: self.interruption_grace_seconds, "failure": self.failure_grace_seconds}.get(
+            reason, self.stop_grace_seconds
+        )
+
+    def _max_wait_message(self, prefix: str) -> str:
+        seconds = self.job.request["StoppingCondition"].get("MaxWaitTimeInSeconds")
+        return f"{prefix}: it ran out of MaxWaitTimeInSeconds ({seconds} s) for managed spot training"
 
     @property
     def job_dir(self) -> Path:
@@ -217,6 +359,15 @@ class TrainingRunner:
         if self._s3 is None:
             self._s3 = self.emulator.client("s3", self.job.region)
         return self._s3
+
+    def _checkpoints(self, hosts: list[HostFolder]) -> CheckpointSync | None:
+        config = self.job.request.get("CheckpointConfig")
+        if not config:
+            return None
+        folders = [host.local(config.get("LocalPath", DEFAULT_CHECKPOINT_PATH)) for host in hosts]
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+        return CheckpointSync(self.s3, config["S3Uri"], folders)
 
     def _download_channels(self, host: HostFolder, channels: list[dict], *, host_index: int, host_count: int) -> None:
         for channel in channels:
@@ -233,7 +384,7 @@ class TrainingRunner:
                 should_stop=lambda: bool(self.stop_reason),
             )
 
-    def _environment(self, host: HostFolder, image: images.TrainingImage) -> dict[str, str]:
+    def _environment(self, host: HostFolder, image: images.TrainingImage, hosts: list[str], master_port: int) -> dict[str, str]:
         env = self.emulator.child_environment(self.job.region)
         # offline: a requirements.txt is satisfied from what is installed, or fails at once
         env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
@@ -248,70 +399,51 @@ class TrainingRunner:
             S3_ENDPOINT_URL=self.emulator.endpoint_url,
             PYTHONUNBUFFERED="1",  # as the framework images set it: lines reach CloudWatch as printed
         )
+        env.update(network_environment(hosts, master_port, env, self.emulator.settings.python))
         return env
 
-    def _run_container(self, host: HostFolder, image: images.TrainingImage) -> tuple[int, list[str]]:
-        """Run the toolkit until it exits or a stop ends it; returns its exit code and last lines."""
-        tail: deque[str] = deque(maxlen=200)
-        stream = f"{self.job.name}/{host.host}-{int(time.time())}"
-
-        with LogWriter(self.emulator, LOG_GROUP, stream, region=self.job.region) as logs:
-
-            def on_line(line: str) -> None:
-                now = time.time()
-                logs.write(line, int(now * 1000))
-                self.job.metrics.observe(line, dt.datetime.fromtimestamp(now, dt.timezone.utc))
-                tail.append(line)
-
-            process = self._process = ContainerProcess(
-                [self.emulator.settings.python, *TOOLKIT_COMMAND],
-                cwd=host.base,
-                env=self._environment(host, image),
-                on_line=on_line,
-            )
-            while process.wait(self.poll_seconds) is None:
-                reason = self.stop_reason
-                if reason:
-                    if reason == TIMEOUT:
-                        message = f"Stopping the training job: it ran longer than MaxRuntimeInSeconds ({self.max_runtime} s)"
-                        self.job.transition("Stopping", message, status="Stopping")
-                    process.terminate(0 if reason == SHUTDOWN else self.stop_grace_seconds)
-                    break
-            exit_code = process.finish()
-        return exit_code, list(tail)
-
-    def _end_stopped(self, host: HostFolder | None) -> None:
+    def _end_stopped(self, hosts: list[HostFolder]) -> None:
         """Stopped, as SageMaker ends a job it stops: what the script saved to the model folder is kept."""
         reason = self.stop_reason
+        if reason == MAX_WAIT:
+            self.job.transition("Stopping", self._max_wait_message("Stopping the training job"), status="Stopping")
         artifacts = None
-        if host is not None and reason != SHUTDOWN and staging.directory_has_files(host.model_dir):
+        if reason != SHUTDOWN and any(staging.directory_has_files(host.model_dir) for host in hosts):
             self.job.transition("Stopping", "Uploading the model the script saved before it was stopped", status="Stopping")
             try:
-                artifacts = self._upload_model(host)
+                artifacts = self._upload_model(hosts)
             except JobFailure as failure:
                 log.warning("training job %s: %s", self.job.name, failure)
         if reason == TIMEOUT:
             message = f"Training job ran longer than MaxRuntimeInSeconds ({self.max_runtime} s) and was stopped"
             self.job.finish("Stopped", "MaxRuntimeExceeded", message, model_artifacts=artifacts)
+        elif reason == MAX_WAIT:
+            self.job.finish("Stopped", "MaxWaitTimeExceeded", self._max_wait_message("Training job stopped"),
+                            model_artifacts=artifacts)
         elif reason == SHUTDOWN:
             self.job.finish("Stopped", "Stopped", "Training job stopped: the local SageMaker shut down")
         else:
-            self.job.finish("Stopped", "Stopped", "Training job stopped", model_artifacts=artifacts)
+            self.job.finish("Stopped", "Stopped", self.job.stop_message or "Training job stopped", model_artifacts=artifacts)
 
     def _output_prefix(self) -> str:
         return f"{self.job.request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{self.job.name}/output"
 
-    def _upload_model(self, host: HostFolder) -> str:
+    def _upload_model(self, hosts: list[HostFolder]) -> str:
+        model_dirs = [host.model_dir for host in hosts]
         if self.job.request["OutputDataConfig"]["CompressionType"] == "NONE":
+            prefix = f"{self._output_prefix()}/model/"
             try:
-                return staging.upload_directory(self.s3, host.model_dir, f"{self._output_prefix()}/model/")
+                for model_dir in reversed(model_dirs):  # uploaded last, the first host's files win a clash
+                    if model_dir.is_dir():
+                        staging.upload_directory(self.s3, model_dir, prefix)
+                return prefix
             except Exception as exc:
                 raise JobFailure(f"ClientError: Artifact upload failed: {exc}") from exc
-        return self._upload_tarball(host.model_dir, "model.tar.gz")
+        return self._upload_tarball(model_dirs, "model.tar.gz")
 
-    def _upload_tarball(self, directory: Path, name: str) -> str:
+    def _upload_tarball(self, directories: list[Path], name: str) -> str:
         uri = f"{self._output_prefix()}/{name}"
         try:
-            return staging.upload_tarball(self.s3, directory, self.job_dir / name, uri)
+            return staging.upload_merged_tarball(self.s3, directories, self.job_dir / name, uri)
         except Exception as exc:
             raise JobFailure(f"ClientError: Artifact upload failed: could not write {uri}: {exc}") from exc

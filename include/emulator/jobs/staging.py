@@ -159,3 +159,51 @@ def upload_directory(s3, directory: Path, uri_prefix: str) -> str:
         if path.is_file():
             s3.upload_file(str(path), bucket, prefix + path.relative_to(directory).as_posix())
     return uri_prefix
+
+
+def folder_prefix(uri: str) -> tuple[str, str]:
+    """(bucket, key prefix ending in '/') for an S3 URI that names a folder, such as CheckpointConfig.S3Uri."""
+    bucket, prefix = parse_s3_uri(uri)
+    return bucket, (prefix.rstrip("/") + "/") if prefix.strip("/") else ""
+
+
+def download_folder(s3, uri: str, destination: Path) -> int:
+    """Every object below the folder ``uri`` into ``destination``, keeping the layout; returns the count."""
+    bucket, prefix = folder_prefix(uri)
+    keys = _list_keys(s3, bucket, prefix)
+    destination.mkdir(parents=True, exist_ok=True)
+    for key in keys:
+        relative = _safe_relative(key[len(prefix):])
+        if relative is None:
+            raise StagingError(f"ClientError: s3://{bucket}/{key} would land outside {destination}.")
+        target = destination.joinpath(*relative.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            s3.download_file(bucket, key, str(target))
+        except Exception as exc:
+            raise StagingError(f"ClientError: Data download failed: could not read s3://{bucket}/{key}: {exc}") from exc
+    return len(keys)
+
+
+def make_merged_tarball(directories: list[Path], tarball: Path) -> Path:
+    """Tar and gzip the contents of several hosts' folders as one tree (SageMaker aggregates every
+    host's /opt/ml/model into one model.tar.gz); where two hosts wrote the same name, the first wins."""
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    added: set[str] = set()
+    with tarfile.open(tarball, "w:gz") as archive:
+        for directory in directories:
+            if not directory.is_dir():
+                continue
+            for path in sorted(directory.rglob("*")):
+                name = path.relative_to(directory).as_posix()
+                if name not in added and (path.is_file() or path.is_dir()):
+                    archive.add(path, arcname=name, recursive=False)
+                    added.add(name)
+    return tarball
+
+
+def upload_merged_tarball(s3, directories: list[Path], tarball: Path, uri: str) -> str:
+    bucket, key = parse_s3_uri(uri)
+    make_merged_tarball(directories, tarball)
+    s3.upload_file(str(tarball), bucket, key)
+    return uri

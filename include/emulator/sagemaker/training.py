@@ -15,6 +15,8 @@ import threading
 from include.aws_shapes import service_model
 
 from ..errors import ResourceInUse, ValidationException, not_found
+from ..faults import FaultTagError, faults_for
+from ..jobs.hosts import DEFAULT_CHECKPOINT_PATH
 from ..jobs.metrics import MetricPoint, MetricRecorder, compile_metric_definitions
 from ..jobs.runner import SHUTDOWN, TrainingRunner
 from .registry import operation
@@ -23,6 +25,9 @@ from .tags import TagStore
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_RUNTIME_SECONDS = 86_400  # SageMaker's default StoppingCondition: one day
+# Managed spot instances cost a fraction of on-demand; the local SageMaker bills spot seconds at
+# this fixed rate (a 70% saving), so BillableTimeInSeconds < TrainingTimeInSeconds as on SageMaker.
+SPOT_BILLING_RATE = 0.3
 DEFAULT_LIST_RESULTS = 10
 TERMINAL_STATUSES = {"Completed", "Failed", "Stopped"}
 
@@ -69,6 +74,8 @@ class TrainingJob:
         self.training_end_time: dt.datetime | None = None
         self.failure_reason: str | None = None
         self.model_artifacts: str | None = None
+        self.training_seconds = 0.0  # what the job's attempts ran, summed (billing)
+        self.stop_message: str | None = None  # why StopTrainingJob was called, when not by a user
         self.runner: TrainingRunner | None = None
         self.done = threading.Event()
 
@@ -98,6 +105,10 @@ class TrainingJob:
     def mark_training_started(self) -> None:
         with self._lock:
             self.training_start_time = _now()
+
+    def add_training_seconds(self, seconds: float) -> None:
+        with self._lock:
+            self.training_seconds += seconds
 
     def finish(
         self,
@@ -147,9 +158,27 @@ class TrainingJob:
             if self.training_start_time and self.training_end_time:
                 seconds = max(1, round((self.training_end_time - self.training_start_time).total_seconds()))
                 body["TrainingTimeInSeconds"] = seconds
-                # no spot discount locally: every instance is billed for the whole run
-                body["BillableTimeInSeconds"] = seconds * self.request["ResourceConfig"].get("InstanceCount", 1)
+                body["BillableTimeInSeconds"] = self._billable_seconds(seconds)
             return body
+
+    def _billable_seconds(self, training_seconds: int) -> int:
+        """Per instance, as SageMaker reports it (multiply by InstanceCount for the cluster's compute time);
+        managed spot bills the seconds the attempts ran at SPOT_BILLING_RATE, so the saving,
+        1 - Billable / TrainingTime, shows as it does on SageMaker."""
+        if not self.request.get("EnableManagedSpotTraining"):
+            return training_seconds
+        return max(1, round(self.training_seconds * SPOT_BILLING_RATE))
+
+    def timeline(self) -> dict:
+        """Status, times and failure at one instant (what a tuning job's summary of its child shows)."""
+        with self._lock:
+            return {
+                "CreationTime": self.creation_time,
+                "TrainingStartTime": self.training_start_time,
+                "TrainingEndTime": self.training_end_time,
+                "TrainingJobStatus": self.status,
+                "FailureReason": self.failure_reason,
+            }
 
     def summary(self) -> dict:
         with self._lock:
@@ -175,7 +204,7 @@ class TrainingJobStore:
         self._closed = False
 
     def create(self, ctx, params: dict, *, tuning_job_arn: str | None = None) -> TrainingJob:
-        request = _normalized_request(params)
+        request = normalized_training_request(params)
         name = request["TrainingJobName"]
         arn = ctx.arn("training-job", name)
         with self._lock:
@@ -194,6 +223,11 @@ class TrainingJobStore:
             job.runner = TrainingRunner(self.emulator, job).start()
         return job
 
+    @property
+    def closed(self) -> bool:
+        """Shutting down: no job is created any more."""
+        return self._closed
+
     def get(self, name: str, region: str | None = None) -> TrainingJob:
         with self._lock:
             job = self._jobs.get((region or self.emulator.settings.region, name.lower()))
@@ -201,12 +235,14 @@ class TrainingJobStore:
             raise not_found()
         return job
 
-    def stop(self, name: str, region: str | None = None) -> None:
+    def stop(self, name: str, region: str | None = None, *, message: str | None = None) -> None:
+        """StopTrainingJob; ``message`` says why when the caller is not a user (a tuning job's early stopping)."""
         job = self.get(name, region)
         with self._lock:
             if job.status != "InProgress":
                 raise ValidationException(f"The request was rejected because the training job is in status {job.status}.")
-            job.transition("Stopping", "Stopping the training job", status="Stopping")
+            job.stop_message = message
+            job.transition("Stopping", message or "Stopping the training job", status="Stopping")
         job.runner.request_stop()
 
     def metric_series(self, name: str, region: str | None = None) -> dict[str, list[MetricPoint]]:
@@ -230,12 +266,12 @@ class TrainingJobStore:
             "CreationTime": lambda s: s["CreationTime"],
         }[params.get("SortBy", "CreationTime")]
         summaries.sort(key=sort_key, reverse=params.get("SortOrder", "Descending") == "Descending")
-        start = _decode_token(params.get("NextToken"))
+        start = decode_next_token(params.get("NextToken"))
         limit = params.get("MaxResults", DEFAULT_LIST_RESULTS)
         page = summaries[start : start + limit]
         answer: dict = {"TrainingJobSummaries": page}
         if start + limit < len(summaries):
-            answer["NextToken"] = _encode_token(start + limit)
+            answer["NextToken"] = encode_next_token(start + limit)
         return answer
 
     def shutdown(self) -> None:
@@ -250,10 +286,13 @@ class TrainingJobStore:
                 log.warning("training job %s did not end within 30 s of shutdown", runner.job.name)
 
 
-def _normalized_request(params: dict) -> dict:
+def normalized_training_request(params: dict) -> dict:
     """The request with SageMaker's defaults filled in, after the checks botocore's model leaves to the service."""
     request = copy.deepcopy(params)
-    request.pop("Tags", None)
+    try:
+        faults_for(request.pop("Tags", None))  # a typo in the fault tag must not silently inject nothing
+    except FaultTagError as exc:
+        raise ValidationException(str(exc)) from exc
     spec = request.get("AlgorithmSpecification")
     if spec is None:
         raise _null("algorithmSpecification")
@@ -285,6 +324,8 @@ def _normalized_request(params: dict) -> dict:
         if max_wait < stopping["MaxRuntimeInSeconds"]:
             raise ValidationException("StoppingCondition.MaxWaitTimeInSeconds must be at least MaxRuntimeInSeconds.")
 
+    if request.get("CheckpointConfig") is not None:
+        request["CheckpointConfig"].setdefault("LocalPath", DEFAULT_CHECKPOINT_PATH)
     spec.setdefault("TrainingInputMode", "File")
     request["OutputDataConfig"].setdefault("CompressionType", "GZIP")
     for channel in request.get("InputDataConfig") or []:
@@ -298,7 +339,7 @@ def _normalized_request(params: dict) -> dict:
     return request
 
 
-def _timestamp(value) -> dt.datetime:
+def parse_timestamp(value) -> dt.datetime:
     # awsJson1_1 sends timestamps as epoch seconds; accept ISO 8601 too, as the service does
     if isinstance(value, (int, float)):
         return dt.datetime.fromtimestamp(value, dt.timezone.utc)
@@ -325,17 +366,17 @@ def _matches(summary: dict, params: dict) -> bool:
         ("LastModifiedTimeBefore", "LastModifiedTime", False),
     ):
         if member in params:
-            bound = _timestamp(params[member])
+            bound = parse_timestamp(params[member])
             if (summary[field] <= bound) if after else (summary[field] >= bound):
                 return False
     return True
 
 
-def _encode_token(offset: int) -> str:
+def encode_next_token(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
 
 
-def _decode_token(token: str | None) -> int:
+def decode_next_token(token: str | None) -> int:
     if not token:
         return 0
     try:
