@@ -1,10 +1,12 @@
 """
-### CIFAR-10 ResNet-18: train, gate, deploy, smoke-test, tear down
+### CIFAR-10 ResNet-18: tune, train (DDP, spot), gate, deploy with autoscaling, smoke-test, batch transform
 
-Packages `training_src/cifar10`, uploads the data set, trains ResNet-18 (adapted to 32x32) on
-SageMaker, and deploys the model only when its validation accuracy clears the workload's gate.
-The endpoint answers a smoke test with real images and is deleted by a teardown task whatever
-happens upstream, so no run leaves a paid endpoint behind.
+Packages `training_src/cifar10`, uploads the data set, runs a Bayesian hyperparameter search, then
+trains ResNet-18 (adapted to 32x32) with the best hyperparameters across two instances (DDP) on
+spot capacity with checkpoints. The model is deployed only when its validation accuracy clears the
+workload's gate: the endpoint gets autoscaling, answers a smoke test with real images, and is
+deleted by a teardown task whatever happens upstream, so no run leaves a paid endpoint behind.
+A batch transform scores the test set with the same model.
 
 Runs unchanged on AWS and on the local SageMaker (`make emulator`): the `aws_default` connection
 decides. Settings live in `include/workloads/cifar10.yaml` (profiles `local` and `aws`).
@@ -14,8 +16,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator
-from airflow.sdk import chain, dag, task
+from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerEndpointOperator,
+    SageMakerTransformOperator,
+    SageMakerTuningOperator,
+)
+from airflow.sdk import Param, chain, dag, task
+from airflow.sdk.bases.operator import TriggerRule
 
 from include.pipelines.config import load_workload
 from include.pipelines.tasks import (
@@ -45,9 +52,31 @@ WORKLOAD = load_workload("cifar10")
     doc_md=__doc__,
     tags=["sagemaker", "cifar10", "computer-vision"],
     default_args={"owner": WORKLOAD.owner, "retries": 2, "retry_delay": timedelta(minutes=1)},
-    params=pipeline_params(),
+    params=pipeline_params(
+        tune=Param(True, type="boolean", description="Search hyperparameters first (Bayesian) and train with the best."),
+    ),
 )
 def cifar10_pipeline():
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def tuning_enabled(params=None) -> bool:
+        """Tune only when the run asks for it (the trigger form's `tune`)."""
+        return bool(params.get("tune", True))
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def final_training_request(training: dict, ti=None) -> dict:
+        """The planned training job with the best tuning job's hyperparameters (as planned when not tuned)."""
+        from include.pipelines.steps import training_with_tuned_hyperparameters
+
+        tuning = ti.xcom_pull(task_ids="tune")
+        return training_with_tuned_hyperparameters(training, tuning["Tuning"] if tuning else None)
+
+    @task
+    def enable_autoscaling(autoscaling: dict) -> dict:
+        """Register the endpoint variant with Application Auto Scaling (invocations per instance)."""
+        from include.pipelines.steps import register_autoscaling
+
+        return register_autoscaling(autoscaling)
+
     @task
     def smoke_test(endpoint_name: str) -> dict:
         """Send real test images to the endpoint and check it answers a class for each."""
@@ -55,15 +84,32 @@ def cifar10_pipeline():
 
         return smoke_test(endpoint_name)
 
+    @task
+    def prepare_batch_input(settings: dict, channels: dict) -> dict:
+        """Write the test set as JSON lines (one image a line) for the batch transform."""
+        from include.pipelines.steps import prepare_cifar10_batch_input
+
+        return prepare_cifar10_batch_input(settings)
+
+    @task
+    def check_batch_output(transform: dict, settings: dict) -> dict:
+        """One prediction per test image, each a CIFAR-10 class; logs the batch accuracy."""
+        from include.pipelines.steps import check_cifar10_batch_output
+
+        return check_cifar10_batch_output(settings, transform["Transform"])
+
     # setup
     settings = resolve_settings(WORKLOAD.name)
-    requests = plan(settings, upload_data(settings), package_source(settings))
+    channels = upload_data(settings)
+    requests = plan(settings, channels, package_source(settings))
 
-    # body
+    # body: tune, then train the final model with the best hyperparameters
+    tune = SageMakerTuningOperator(task_id="tune", config=requests["tuning"], deferrable=True, check_interval=10)
+    training_config = final_training_request(requests["training"])
     train = SageMakerResumableTrainingOperator(
-        task_id="train", config=requests["training"], deferrable=True, check_interval=10, print_log=True
+        task_id="train", config=training_config, deferrable=True, check_interval=10, print_log=True
     )
-    gate = evaluate(train.output, settings)
+    gate = evaluate(train.output, settings, requests["gate"])
     model = SageMakerCreateModelOnceOperator(
         task_id="create_model", config=model_request(requests["model"], train.output)
     )
@@ -73,14 +119,22 @@ def cifar10_pipeline():
     endpoint = SageMakerEndpointOperator(
         task_id="deploy_endpoint", config=requests["endpoint"], operation="create", deferrable=True, check_interval=10
     )
+    autoscaling = enable_autoscaling(requests["autoscaling"])
     smoke = smoke_test(requests["endpoint_name"])
+    transform = SageMakerTransformOperator(
+        task_id="batch_transform", config=requests["transform"], deferrable=True, check_interval=10,
+        check_if_model_exists=False,
+    )
+    batch_scores = check_batch_output(transform.output, settings)
 
-    # teardown: runs even when the smoke test fails
+    # teardown: runs even when the smoke test fails; deregisters autoscaling before deleting
     delete_endpoint = SageMakerDeleteEndpointOperator(
         task_id="delete_endpoint", endpoint_name=requests["endpoint_name"]
     ).as_teardown(setups=endpoint)
 
-    chain(train, gate, model, endpoint_config, endpoint, smoke, delete_endpoint)
+    chain(requests["tuning"], tuning_enabled(), tune, training_config)
+    chain(train, gate, model, endpoint_config, endpoint, autoscaling, smoke, delete_endpoint)
+    chain(model, prepare_batch_input(settings, channels), transform, batch_scores)
 
 
 cifar10_pipeline()

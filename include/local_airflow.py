@@ -74,3 +74,16 @@ def task_states(env: dict, dag_id: str) -> dict[str, str]:
             (dag_id, run_id),
         ).fetchall()
     return dict(rows)
+
+
+def xcom(env: dict, dag_id: str, task_id: str, key: str = "return_value"):
+    """A task's XCom value from the DAG's latest run (None when the task pushed none)."""
+    db = Path(env["AIRFLOW_HOME"]) / "airflow.db"
+    with sqlite3.connect(db) as connection:
+        row = connection.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = ? ORDER BY dag_run_id DESC LIMIT 1",
+            (dag_id, task_id, key),
+        ).fetchone()
+    if row is None:
+        return None
+    return json.loads(row[0]) if isinstance(row[0], (str, bytes)) else row[0]

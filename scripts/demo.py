@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from include.local_airflow import airflow_environment, dags_test, migrate_db, task_states  # noqa: E402
+from include.local_airflow import airflow_environment, dags_test, migrate_db, task_states, xcom  # noqa: E402
 
 DAG_ID = "cifar10_pipeline"
 WORKDIR = ROOT / ".demo"
@@ -56,18 +56,6 @@ def _start_emulator(port: int, log_path: Path) -> subprocess.Popen:
     raise SystemExit(f"the local SageMaker did not answer within 60 s; see {log_path}")
 
 
-def _xcom(env: dict, task_id: str, key: str = "return_value"):
-    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
-        row = db.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = ? ORDER BY dag_run_id DESC LIMIT 1",
-            (DAG_ID, task_id, key),
-        ).fetchone()
-    if row is None:
-        return None
-    value = row[0]
-    return json.loads(value) if isinstance(value, (str, bytes)) else value
-
-
 def _summary(env: dict, endpoint_url: str) -> bool:
     import boto3
 
@@ -79,19 +67,39 @@ def _summary(env: dict, endpoint_url: str) -> bool:
     print("\n=== CIFAR-10 pipeline on the local SageMaker ===")
     for task_id, state in states.items():
         print(f"  {task_id:<24} {state}")
-    jobs = sagemaker.list_training_jobs(NameContains="cifar10", SortBy="CreationTime", SortOrder="Descending")
-    if jobs["TrainingJobSummaries"]:
-        job = sagemaker.describe_training_job(TrainingJobName=jobs["TrainingJobSummaries"][0]["TrainingJobName"])
+    tunings = sagemaker.list_hyper_parameter_tuning_jobs(NameContains="cifar10")["HyperParameterTuningJobSummaries"]
+    if tunings:
+        tuning = sagemaker.describe_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=tunings[0]["HyperParameterTuningJobName"])
+        best = tuning.get("BestTrainingJob", {})
+        objective = best.get("FinalHyperParameterTuningJobObjectiveMetric", {})
+        print(f"\nTuning job    {tuning['HyperParameterTuningJobName']} "
+              f"({tuning['HyperParameterTuningJobConfig']['Strategy']}): {tuning['HyperParameterTuningJobStatus']}, "
+              f"{tuning['TrainingJobStatusCounters']['Completed']} jobs completed")
+        if best:
+            print(f"  best {best['TrainingJobName']}: {objective.get('MetricName')} = {objective.get('Value', 0):.4f} "
+                  f"with {best['TunedHyperParameters']}")
+    jobs = [j for j in sagemaker.list_training_jobs(NameContains="cifar10-train", SortBy="CreationTime",
+                                                    SortOrder="Descending")["TrainingJobSummaries"]]
+    if jobs:
+        job = sagemaker.describe_training_job(TrainingJobName=jobs[0]["TrainingJobName"])
         seconds = job.get("TrainingTimeInSeconds", "?")
-        print(f"\nTraining job  {job['TrainingJobName']}: {job['TrainingJobStatus']} in {seconds} s")
+        hosts = job["ResourceConfig"]["InstanceCount"]
+        spot = ", spot" if job.get("EnableManagedSpotTraining") else ""
+        print(f"\nTraining job  {job['TrainingJobName']}: {job['TrainingJobStatus']} in {seconds} s "
+              f"on {hosts} instance{'s' if hosts > 1 else ''}{spot}")
         for metric in job.get("FinalMetricDataList", []):
             print(f"  {metric['MetricName']:<28} {metric['Value']:.4f}")
         print(f"  model: {job.get('ModelArtifacts', {}).get('S3ModelArtifacts', '-')}")
-    smoke = _xcom(env, "smoke_test")
+    smoke = xcom(env, DAG_ID, "smoke_test")
     if smoke:
         print(f"\nEndpoint {smoke['endpoint']} answered {smoke['requests']} real images:")
         for prediction in smoke["predictions"]:
             print(f"  a {prediction['true_class']:<10} -> {prediction['predicted_class']:<10} (p={prediction['confidence']:.2f})")
+    scores = xcom(env, DAG_ID, "check_batch_output")
+    if scores:
+        print(f"\nBatch transform: {scores['records']} test images scored, accuracy {scores['accuracy']:.4f}")
+        print(f"  output: {scores['output']}")
     remaining = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
     print(f"\nEndpoints left running: {remaining or 'none (torn down)'}")
     return all(state in ("success", "skipped") for state in states.values()) and not remaining and bool(smoke)

@@ -23,7 +23,7 @@ from .schema import ConfigError, FieldProblem, Loader, Scalar, option
 __all__ = [
     "ConfigError", "WorkloadConfig", "SourceConfig", "ImageConfig", "DataConfig", "MetricDefinition",
     "TrainingConfig", "EvaluationConfig", "EndpointConfig", "ServerlessConfig", "AutoscalingConfig",
-    "TuningConfig", "ParameterRange", "TransformConfig", "load_workload", "load_workload_file",
+    "TuningConfig", "ParameterRange", "TransformConfig", "RegistryConfig", "load_workload", "load_workload_file",
     "profile_for_endpoint_url", "PROFILES", "REPO_ROOT", "WORKLOADS_DIR",
 ]
 
@@ -71,8 +71,17 @@ class DataConfig:
     generator: str | None = option(None, pattern=r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", pattern_hint="'package.module:function'")
     generator_kwargs: dict[str, Scalar] = option(default_factory=dict)
     source_uri: str | None = option(None, pattern=r"(s3|https?)://\S+", pattern_hint="an s3:// or https:// URI")
+    # channel -> hyperparameter: the script gets the channel's S3 URI as that hyperparameter and streams
+    # it, instead of SageMaker downloading the channel before the job starts (for data sets larger than a disk)
+    streamed: dict[str, str] = option(default_factory=dict)
 
     def check(self) -> None:
+        for name, hyperparameter in self.streamed.items():
+            if name not in self.channels:
+                raise FieldProblem(f"streamed.{name}", f"is not one of channels ({', '.join(self.channels)})")
+            if hyperparameter.startswith("sagemaker_") or not _HYPERPARAMETER_NAME.fullmatch(hyperparameter):
+                raise FieldProblem(f"streamed.{name}", "must be a hyperparameter name such as 'data-s3-uri' "
+                                   f"(letters, digits, '-', '_', '.'; not 'sagemaker_...'), got {hyperparameter!r}")
         if (self.generator is None) == (self.source_uri is None):
             raise FieldProblem("", "set exactly one of generator (a local synthetic data set) or source_uri, "
                                    f"got {'both' if self.generator else 'neither'}")
@@ -224,6 +233,7 @@ class TuningConfig:
     strategy: Literal["Bayesian", "Random", "Hyperband", "Grid"] = "Bayesian"
     objective_metric: str | None = None  # defaults to evaluation.metric
     early_stopping: Literal["Off", "Auto"] = "Off"
+    instance_count: int | None = option(None, minimum=1)  # per candidate job; defaults to training.instance_count
 
     def check(self) -> None:
         if not self.ranges:
@@ -249,6 +259,18 @@ class TransformConfig:
     max_payload_mb: int = option(6, minimum=0, maximum=100)
     max_concurrent_transforms: int = option(1, minimum=0)
     assemble_with: Literal["None", "Line"] = "None"
+    # what to transform: a path under the data location (an object, or a prefix of several)
+    input: str | None = option(None, pattern=r"[\w.\-]+(/[\w.\-]+)*",
+                               pattern_hint="a path under the data location, such as 'test/batch_1.csv'")
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    model_package_group: str = option(pattern=r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}",
+                                      pattern_hint="letters, digits and '-' (63 at most)")
+    description: str = option("", maximum=1024)
+    # what a version that passed the gate is registered as; Approved lets it be deployed at once
+    approval: Literal["Approved", "PendingManualApproval"] = "PendingManualApproval"
 
 
 @dataclass(frozen=True)
@@ -271,6 +293,9 @@ class WorkloadConfig:
     endpoint: EndpointConfig | None = None
     tuning: TuningConfig | None = None
     transform: TransformConfig | None = None
+    registry: RegistryConfig | None = None
+    # named sets of hyperparameter overrides a run can pick (e.g. quick-test: a short run of the same pipeline)
+    presets: dict[str, dict[str, Scalar]] = option(default_factory=dict)
 
     def check(self) -> None:
         if self.schedule is not None and not _valid_schedule(self.schedule):
@@ -291,6 +316,14 @@ class WorkloadConfig:
                 hint = f" (did you mean {guess[0]!r}?)" if guess else ""
                 raise FieldProblem(f"tuning.ranges.{name}", f"is not one of training.hyperparameters{hint}; "
                                    "tune only what the script takes, and give it a default there")
+        for preset, overrides in self.presets.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", preset):
+                raise FieldProblem(f"presets.{preset}", "preset names use lowercase letters, digits and '-', such as 'quick-test'")
+            for name in overrides:
+                if name not in self.training.hyperparameters:
+                    guess = difflib.get_close_matches(name, list(self.training.hyperparameters), n=1)
+                    hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+                    raise FieldProblem(f"presets.{preset}.{name}", f"is not one of training.hyperparameters{hint}")
         if self.tuning and self.tuning.objective_metric and self.tuning.objective_metric not in metrics:
             raise FieldProblem("tuning.objective_metric", f"{self.tuning.objective_metric!r} is not one of "
                                f"training.metric_definitions ({', '.join(metrics) or 'none defined'})")

@@ -88,3 +88,14 @@ def upload_training_data(s3_client, cfg: WorkloadConfig, work_dir: Path) -> dict
                              ContentType="application/json")
     result["uri"] = data_uri
     return result
+
+
+def list_data_files(s3_client, cfg: WorkloadConfig) -> list[str]:
+    """Every object under cfg.data_uri, as paths relative to it (what the channels hold), sorted."""
+    bucket, _, prefix = cfg.data_uri.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
+    paginator = s3_client.get_paginator("list_objects_v2")
+    keys = []
+    for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""):
+        keys += [obj["Key"][len(prefix) + 1 if prefix else 0:] for obj in page.get("Contents", [])]
+    return sorted(keys)

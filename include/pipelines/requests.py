@@ -68,9 +68,18 @@ def expiry_time(tags: list[dict[str, str]] | dict[str, str]) -> datetime | None:
 
 # --- training --------------------------------------------------------------------------------
 
+def _streamed_hyperparameters(cfg: WorkloadConfig, channels: dict[str, str]) -> dict[str, str]:
+    """The S3 URIs of the channels the script streams (data.streamed), under the hyperparameters it reads them from."""
+    missing = sorted(set(cfg.data.streamed) - set(channels))
+    if missing:
+        raise ValueError(f"channels must include the streamed channel(s) {', '.join(missing)}")
+    return {hyperparameter: channels[name] for name, hyperparameter in cfg.data.streamed.items()}
+
+
 def _training_hyperparameters(cfg: WorkloadConfig, *, job_name: str | None, source_uri: str, region: str,
-                              overrides: dict | None, exclude: set[str] = frozenset()) -> dict[str, str]:
-    values = {**cfg.training.hyperparameters, **(overrides or {})}
+                              overrides: dict | None, exclude: set[str] = frozenset(),
+                              streamed: dict[str, str] | None = None) -> dict[str, str]:
+    values = {**cfg.training.hyperparameters, **(streamed or {}), **(overrides or {})}
     reserved = sorted(k for k in values if k.startswith("sagemaker_"))
     if reserved:
         raise ValueError(f"hyperparameter_overrides may not set the toolkit's own {', '.join(reserved)}")
@@ -113,12 +122,15 @@ def _job_definition(cfg: WorkloadConfig, image_uri: str, channels: dict[str, str
             "MetricDefinitions": [{"Name": m.name, "Regex": m.regex} for m in t.metric_definitions],
         },
         "RoleArn": cfg.role_arn,
-        "InputDataConfig": _input_data_config(channels),
         "OutputDataConfig": {"S3OutputPath": cfg.s3_uri("training-output")},
         "ResourceConfig": {"InstanceType": t.instance_type, "InstanceCount": t.instance_count,
                            "VolumeSizeInGB": t.volume_size_gb},
         "StoppingCondition": stopping,
     }
+    # a streamed channel reaches the script as a hyperparameter (see _streamed_hyperparameters), not as a download
+    downloaded = {name: uri for name, uri in channels.items() if name not in cfg.data.streamed}
+    if downloaded or not channels:
+        definition["InputDataConfig"] = _input_data_config(downloaded)
     if t.use_spot:
         definition["EnableManagedSpotTraining"] = True
         stopping["MaxWaitTimeInSeconds"] = t.max_wait_seconds
@@ -138,7 +150,7 @@ def build_training_request(cfg: WorkloadConfig, *, job_name: str, image_uri: str
     request.update(_job_definition(cfg, image_uri, channels))
     request["HyperParameters"] = _training_hyperparameters(
         cfg, job_name=job_name, source_uri=source_uri, region=region or region_of(image_uri),
-        overrides=hyperparameter_overrides)
+        overrides=hyperparameter_overrides, streamed=_streamed_hyperparameters(cfg, channels))
     if cfg.training.checkpoint_s3_prefix:
         # per job: a spot restart of this job resumes from here, another job never does
         request["CheckpointConfig"] = {"S3Uri": cfg.s3_uri(cfg.training.checkpoint_s3_prefix, job_name),
@@ -179,10 +191,13 @@ def build_tuning_request(cfg: WorkloadConfig, *, tuning_job_name: str, image_uri
     metric = tuning.objective_metric or cfg.evaluation.metric
     direction = "Maximize" if cfg.evaluation.direction == "maximize" else "Minimize"
     definition = _job_definition(cfg, image_uri, channels)
+    if tuning.instance_count is not None:
+        # the search may run its candidates smaller than the final (e.g. distributed) job
+        definition["ResourceConfig"]["InstanceCount"] = tuning.instance_count
     # no CheckpointConfig: the child jobs would share one checkpoint prefix and resume from each other
     definition["StaticHyperParameters"] = _training_hyperparameters(
         cfg, job_name=None, source_uri=source_uri, region=region or region_of(image_uri), overrides=None,
-        exclude=set(tuning.ranges))
+        exclude=set(tuning.ranges), streamed=_streamed_hyperparameters(cfg, channels))
     request = {
         "HyperParameterTuningJobName": tuning_job_name,
         "HyperParameterTuningJobConfig": {
@@ -209,17 +224,22 @@ def build_model_request(cfg: WorkloadConfig, *, model_name: str, image_uri: str,
         "PrimaryContainer": {
             "Image": image_uri,
             "ModelDataUrl": model_data_url,
-            "Environment": {
-                "SAGEMAKER_PROGRAM": cfg.source.inference_entry_point,
-                "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR,
-                "SAGEMAKER_CONTAINER_LOG_LEVEL": SAGEMAKER_LOG_LEVEL,
-                "SAGEMAKER_REGION": region or region_of(image_uri),
-            },
+            "Environment": _inference_environment(cfg, region or region_of(image_uri)),
         },
         "ExecutionRoleArn": cfg.role_arn,
         "Tags": resource_tags(cfg),
     }
     return _validated("CreateModel", request)
+
+
+def _inference_environment(cfg: WorkloadConfig, region: str) -> dict[str, str]:
+    """What the PyTorch inference container needs to find the code packed in model.tar.gz."""
+    return {
+        "SAGEMAKER_PROGRAM": cfg.source.inference_entry_point,
+        "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR,
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": SAGEMAKER_LOG_LEVEL,
+        "SAGEMAKER_REGION": region,
+    }
 
 
 def _endpoint(cfg: WorkloadConfig):
@@ -314,3 +334,55 @@ def build_transform_request(cfg: WorkloadConfig, *, job_name: str, model_name: s
         "Tags": resource_tags(cfg),
     }
     return _validated("CreateTransformJob", request)
+
+
+def transform_input_uri(cfg: WorkloadConfig) -> str:
+    """S3 URI of what the transform reads: transform.input under the data location."""
+    if cfg.transform is None or not cfg.transform.input:
+        raise ValueError(f"workload {cfg.name!r} ({cfg.profile}) names no transform.input to transform")
+    return f"{cfg.data_uri}/{cfg.transform.input}"
+
+
+# --- model registry ----------------------------------------------------------------------------
+
+def build_model_package_request(cfg: WorkloadConfig, *, image_uri: str, model_data_url: str, description: str = "",
+                                metadata: dict[str, str] | None = None, region: str | None = None) -> dict:
+    """CreateModelPackage: a new version in registry.model_package_group, deployable as CreateModel runs it.
+
+    The content types come from `transform:` (else JSON), the instance types from `transform:` and
+    `endpoint:`; `metadata` becomes CustomerMetadataProperties (e.g. the gate metric and the job).
+    """
+    if cfg.registry is None:
+        raise ValueError(f"workload {cfg.name!r} has no registry section")
+    t = cfg.transform
+    specification: dict[str, Any] = {
+        "Containers": [{"Image": image_uri, "ModelDataUrl": model_data_url,
+                        "Environment": _inference_environment(cfg, region or region_of(image_uri))}],
+        "SupportedContentTypes": [(t and t.content_type) or "application/json"],
+        "SupportedResponseMIMETypes": [(t and t.accept) or "application/json"],
+    }
+    if t:
+        specification["SupportedTransformInstanceTypes"] = [t.instance_type]
+    if cfg.endpoint and cfg.endpoint.instance_type:
+        specification["SupportedRealtimeInferenceInstanceTypes"] = [cfg.endpoint.instance_type]
+    request = {
+        "ModelPackageGroupName": cfg.registry.model_package_group,
+        "ModelPackageDescription": description or cfg.registry.description,
+        "InferenceSpecification": specification,
+        "ModelApprovalStatus": cfg.registry.approval,
+        "Tags": resource_tags(cfg),
+    }
+    if metadata:
+        request["CustomerMetadataProperties"] = {str(k): str(v) for k, v in metadata.items()}
+    return _validated("CreateModelPackage", request)
+
+
+def build_package_model_request(cfg: WorkloadConfig, *, model_name: str, model_package_arn: str) -> dict:
+    """CreateModel that runs a registered model package version: its image, model data and environment."""
+    request = {
+        "ModelName": model_name,
+        "PrimaryContainer": {"ModelPackageName": model_package_arn},
+        "ExecutionRoleArn": cfg.role_arn,
+        "Tags": resource_tags(cfg),
+    }
+    return _validated("CreateModel", request)

@@ -98,12 +98,23 @@ def plan_requests(
     channels: dict[str, str],
     run_id: str,
     hyperparameters: dict[str, Any] | None = None,
+    preset: str | None = None,
 ) -> dict[str, Any]:
-    """Every SageMaker request of one run, with names derived from the run so retries are idempotent."""
+    """Every SageMaker request of one run, with names derived from the run so retries are idempotent.
+
+    `preset` names one of the workload's presets: its hyperparameters apply under `hyperparameters`.
+    Endpoint requests are planned when the workload has an endpoint, a batch transform when it
+    names a transform.input.
+    """
     from . import images, requests
     from .naming import resource_name
 
     cfg = run_config(settings)
+    if preset:
+        if preset not in cfg.presets:
+            raise ValueError(f"workload {cfg.name!r} has no preset {preset!r}; its presets: {', '.join(cfg.presets) or 'none'}")
+        hyperparameters = {**cfg.presets[preset], **(hyperparameters or {})}
+        log.info("Preset %s: hyperparameters %s", preset, hyperparameters)
     region = settings["region"]
     job_name = resource_name(cfg.name, "train", run_id)
     model_name = resource_name(cfg.name, "model", run_id)
@@ -124,16 +135,28 @@ def plan_requests(
         image_uri=images.inference_image_uri(cfg, region),
         model_data_url=requests.model_artifact_uri(training),
     )
-    endpoint_config = requests.build_endpoint_config_request(cfg, config_name=config_name, model_name=model_name)
-    endpoint = requests.build_endpoint_request(cfg, endpoint_name=endpoint_name, config_name=config_name)
-    return {
-        "training": training,
-        "model": model,
-        "endpoint_config": endpoint_config,
-        "endpoint": endpoint,
-        "job_name": job_name,
-        "endpoint_name": endpoint_name,
-    }
+    # the gate as this run planned it: a config edit mid-run must not move the bar
+    gate = {"metric": cfg.evaluation.metric, "threshold": cfg.evaluation.threshold, "direction": cfg.evaluation.direction}
+    planned = {"training": training, "model": model, "job_name": job_name, "gate": gate}
+    if cfg.endpoint is not None:
+        planned.update(
+            endpoint_config=requests.build_endpoint_config_request(cfg, config_name=config_name, model_name=model_name),
+            endpoint=requests.build_endpoint_request(cfg, endpoint_name=endpoint_name, config_name=config_name),
+            endpoint_name=endpoint_name,
+        )
+    if cfg.tuning is not None:
+        planned["tuning"] = requests.build_tuning_request(
+            cfg, tuning_job_name=resource_name(cfg.name, "tune", run_id), image_uri=training["AlgorithmSpecification"][
+                "TrainingImage"], source_uri=source_uri, channels=channels)
+    if cfg.endpoint is not None and cfg.endpoint.autoscaling is not None:
+        register, policy = requests.build_autoscaling_requests(cfg, endpoint_name=endpoint_name)
+        planned["autoscaling"] = {"scalable_target": register, "scaling_policy": policy}
+    if cfg.transform is not None and cfg.transform.input:
+        transform_job = resource_name(cfg.name, "transform", run_id)
+        planned["transform"] = requests.build_transform_request(
+            cfg, job_name=transform_job, model_name=model_name, input_uri=requests.transform_input_uri(cfg),
+            output_uri=cfg.s3_uri("transform-output", transform_job))
+    return planned
 
 
 def run_config(settings: dict):
@@ -144,11 +167,12 @@ def run_config(settings: dict):
     return cfg.with_overrides(role_arn=settings["role_arn"], bucket=settings["bucket"])
 
 
-def evaluate_gate(settings: dict, training_description: dict) -> bool:
-    """True when the training job's metric clears the workload's evaluation gate."""
+def evaluate_gate(settings: dict, training_description: dict, planned_gate: dict | None = None) -> bool:
+    """True when the training job's metric clears the gate (the run's planned one, else the workload's)."""
+    from .config import EvaluationConfig
     from .evaluation import final_metric, passes_gate
 
-    gate = run_config(settings).evaluation
+    gate = EvaluationConfig(**planned_gate) if planned_gate else run_config(settings).evaluation
     value = final_metric(training_description, gate.metric)
     passed = passes_gate(value, gate)
     comparison = ">=" if gate.direction == "maximize" else "<="
@@ -162,3 +186,166 @@ def evaluate_gate(settings: dict, training_description: dict) -> bool:
         "deploying" if passed else "not deploying",
     )
     return passed
+
+
+def data_files(settings: dict, *, aws_conn_id: str = "aws_default") -> list[str]:
+    """The objects under the workload's data location, relative to it (e.g. 'images/train/plan_00000.png')."""
+    from .data import list_data_files
+
+    s3 = _aws_hook(aws_conn_id, "s3").get_conn()
+    return list_data_files(s3, run_config(settings))
+
+
+def publish_model_files(settings: dict, training_description: dict, files: tuple[str, ...], *,
+                        aws_conn_id: str = "aws_default") -> dict:
+    """Copy `files` out of a finished job's model.tar.gz to <s3_prefix>/models/<job>/, then to models/latest/.
+
+    models/latest/ is the stable place consumers outside SageMaker read the current model from; each
+    file carries the job's name and gate metric as S3 metadata, and latest/manifest.json says which
+    job it came from. The job's own copy stays, so an earlier model remains addressable.
+    """
+    import datetime as dt
+    import hashlib
+    import json
+    import tarfile
+
+    from .evaluation import final_metric
+
+    if not files:
+        raise ValueError("files must name at least one file of the model archive, e.g. ('best.pt',)")
+    cfg = run_config(settings)
+    s3 = _aws_hook(aws_conn_id, "s3").get_conn()
+    job = training_description["TrainingJobName"]
+    model_uri = training_description["ModelArtifacts"]["S3ModelArtifacts"]
+    bucket, key = model_uri.removeprefix("s3://").split("/", 1)
+    gate_metric = cfg.evaluation.metric
+    gate_value = final_metric(training_description, gate_metric)
+    # S3 metadata keys are lowercase and take no ':'
+    metadata = {"training-job": job, "model-data": model_uri, gate_metric.replace(":", "-").lower(): f"{gate_value:.6f}"}
+    published: dict[str, dict[str, str]] = {"latest": {}, "versioned": {}}
+    digests = {}
+    with tempfile.TemporaryDirectory(prefix=f"{cfg.name}-publish-") as tmp:
+        archive = Path(tmp) / "model.tar.gz"
+        s3.download_file(bucket, key, str(archive))
+        with tarfile.open(archive) as tar:
+            members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+            missing = [name for name in files if name not in members]
+            if missing:
+                raise FileNotFoundError(f"{model_uri} holds no {', '.join(missing)}; it has {', '.join(sorted(members))}")
+            for name in files:
+                data = tar.extractfile(members[name]).read()
+                digests[name] = hashlib.sha256(data).hexdigest()
+                versioned_key = cfg.s3_uri("models", job, name).removeprefix(f"s3://{cfg.bucket}/")
+                latest_key = cfg.s3_uri("models", "latest", name).removeprefix(f"s3://{cfg.bucket}/")
+                s3.put_object(Bucket=cfg.bucket, Key=versioned_key, Body=data,
+                              Metadata={**metadata, "sha256": digests[name]})
+                # a server-side copy: latest/ changes only once the job's own copy is complete
+                s3.copy_object(Bucket=cfg.bucket, Key=latest_key, CopySource={"Bucket": cfg.bucket, "Key": versioned_key},
+                               MetadataDirective="COPY")
+                published["versioned"][name] = f"s3://{cfg.bucket}/{versioned_key}"
+                published["latest"][name] = f"s3://{cfg.bucket}/{latest_key}"
+    manifest = {"training_job": job, "model_data": model_uri, "metric": {gate_metric: gate_value},
+                "files": {name: {"uri": published["versioned"][name], "sha256": digests[name]} for name in files},
+                "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    manifest_key = cfg.s3_uri("models", "latest", "manifest.json").removeprefix(f"s3://{cfg.bucket}/")
+    s3.put_object(Bucket=cfg.bucket, Key=manifest_key, Body=json.dumps(manifest, indent=2).encode(),
+                  ContentType="application/json")
+    published["manifest"] = f"s3://{cfg.bucket}/{manifest_key}"
+    log.info("Published %s of %s to %s", ", ".join(files), job, ", ".join(published["latest"].values()))
+    return published
+
+
+def endpoint_details(endpoint_name: str, *, aws_conn_id: str = "aws_default") -> dict:
+    """What a consumer needs to call a deployed endpoint, as SageMaker describes it: name, ARN, region,
+    and per production variant its model, model data and instances (the first variant also at top level)."""
+    sagemaker = _aws_hook(aws_conn_id, "sagemaker").get_conn()
+    endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+    if endpoint["EndpointStatus"] != "InService":
+        raise RuntimeError(f"Endpoint {endpoint_name} is {endpoint['EndpointStatus']}, not InService: nothing to publish")
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    variants = []
+    for variant in config["ProductionVariants"]:
+        container = sagemaker.describe_model(ModelName=variant["ModelName"]).get("PrimaryContainer", {})
+        variants.append({
+            "variant_name": variant["VariantName"],
+            "model_name": variant["ModelName"],
+            "model_data": container.get("ModelDataUrl"),
+            "image": container.get("Image"),
+            "instance_type": variant.get("InstanceType"),
+            "initial_instance_count": variant.get("InitialInstanceCount"),
+            "serverless": variant.get("ServerlessConfig"),
+        })
+    return {
+        "endpoint_name": endpoint_name,
+        "endpoint_arn": endpoint["EndpointArn"],
+        "endpoint_config_name": endpoint["EndpointConfigName"],
+        "region": sagemaker.meta.region_name,
+        "status": endpoint["EndpointStatus"],
+        "variant": variants[0]["variant_name"],
+        "model_name": variants[0]["model_name"],
+        "model_data": variants[0]["model_data"],
+        "variants": variants,
+        "created_at": endpoint["CreationTime"].isoformat(),
+    }
+
+
+def model_version_request(settings: dict, training_description: dict) -> dict:
+    """CreateModelPackage for the model a finished job trained, its gate metric and job as metadata."""
+    from . import images, requests
+    from .evaluation import final_metric
+
+    cfg = run_config(settings)
+    job = training_description["TrainingJobName"]
+    metric = cfg.evaluation.metric
+    value = final_metric(training_description, metric)
+    return requests.build_model_package_request(
+        cfg,
+        image_uri=images.inference_image_uri(cfg, settings["region"]),
+        model_data_url=training_description["ModelArtifacts"]["S3ModelArtifacts"],
+        description=f"Trained by {job}: {metric} {value:.4f}",
+        metadata={"training-job": job, metric: f"{value:.6f}"},
+    )
+
+
+def training_with_tuned_hyperparameters(training: dict, tuning_description: dict | None) -> dict:
+    """The planned training request with the best tuning job's hyperparameters, when tuning ran.
+
+    The final job then trains with what tuning found, at the final job's own scale (instances,
+    spot, checkpoints), rather than redeploying a tuning child.
+    """
+    if not tuning_description:
+        log.info("No tuning this run: training %s with the workload's hyperparameters", training["TrainingJobName"])
+        return training
+    best = tuning_description.get("BestTrainingJob")
+    if not best:
+        raise ValueError(f"tuning job {tuning_description.get('HyperParameterTuningJobName')} found no best training job")
+    tuned = best["TunedHyperParameters"]
+    log.info("Best tuning job %s (%s = %s): %s", best["TrainingJobName"],
+             best.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("MetricName"),
+             best.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value"), tuned)
+    return {**training, "HyperParameters": {**training["HyperParameters"], **tuned}}
+
+
+def register_autoscaling(autoscaling: dict, *, aws_conn_id: str = "aws_default") -> dict:
+    """Register the endpoint variant with Application Auto Scaling and attach its target-tracking policy."""
+    client = _aws_hook(aws_conn_id, "application-autoscaling").get_conn()
+    client.register_scalable_target(**autoscaling["scalable_target"])
+    policy = client.put_scaling_policy(**autoscaling["scaling_policy"])
+    target = autoscaling["scalable_target"]
+    log.info("Autoscaling %s between %d and %d instances (policy %s)", target["ResourceId"],
+             target["MinCapacity"], target["MaxCapacity"], autoscaling["scaling_policy"]["PolicyName"])
+    return {"resource_id": target["ResourceId"], "policy_arn": policy["PolicyARN"]}
+
+
+def prepare_cifar10_batch_input(settings: dict, *, aws_conn_id: str = "aws_default") -> dict:
+    """The CIFAR-10 test set as the batch transform's JSON-lines input."""
+    from .cifar10_batch import write_batch_input
+
+    return write_batch_input(run_config(settings), _aws_hook(aws_conn_id, "s3").get_conn())
+
+
+def check_cifar10_batch_output(settings: dict, transform_description: dict, *, aws_conn_id: str = "aws_default") -> dict:
+    """The batch transform's predictions: one per image, scored against the labels."""
+    from .cifar10_batch import check_batch_output
+
+    return check_batch_output(run_config(settings), _aws_hook(aws_conn_id, "s3").get_conn(), transform_description)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from airflow.sdk import Param, task
 
 
-def pipeline_params(**extra: Param) -> dict[str, Param]:
-    """The trigger form every pipeline offers, plus the workload's own fields."""
-    return {
+def pipeline_params(*, omit: tuple[str, ...] = (), **extra: Param) -> dict[str, Param]:
+    """The trigger form every pipeline offers, less the `omit` fields it has no use for, plus its own fields."""
+    params = {
         "epochs": Param(None, type=["null", "integer"], minimum=1, description="Override the workload's epochs."),
         "hyperparameters": Param(
             {}, type="object", description='More overrides for the training script, e.g. {"learning-rate": 0.01}.'
@@ -21,6 +21,14 @@ def pipeline_params(**extra: Param) -> dict[str, Param]:
         ),
         **extra,
     }
+    return {name: param for name, param in params.items() if name not in omit}
+
+
+def preset_param(presets) -> Param:
+    """Trigger-form field choosing one of the workload's presets (e.g. quick-test), or none: the full run."""
+    return Param("full", enum=["full", *presets], description=(
+        "full: the workload's configured training; a preset (from the workload YAML's presets) applies its "
+        "hyperparameters, e.g. quick-test: a short run of the same pipeline."))
 
 
 @task
@@ -55,15 +63,17 @@ def plan(settings: dict, channels: dict, source_uri: str, params=None, run_id=No
     overrides = dict(params.get("hyperparameters") or {})
     if params.get("epochs"):
         overrides["epochs"] = params["epochs"]
-    return plan_requests(settings, source_uri=source_uri, channels=channels, run_id=run_id, hyperparameters=overrides)
+    preset = params.get("preset")
+    return plan_requests(settings, source_uri=source_uri, channels=channels, run_id=run_id, hyperparameters=overrides,
+                         preset=None if preset in (None, "", "full") else preset)
 
 
 @task.short_circuit(ignore_downstream_trigger_rules=False)
-def evaluate(training: dict, settings: dict, params=None) -> bool:
-    """Gate: deploy only if the job's metric clears the workload's threshold (and deploy is on)."""
+def evaluate(training: dict, settings: dict, gate: dict | None = None, params=None) -> bool:
+    """Gate: deploy only if the job's metric clears the run's planned threshold (and deploy is on)."""
     from include.pipelines.steps import evaluate_gate
 
-    return evaluate_gate(settings, training["Training"]) and bool(params.get("deploy", True))
+    return evaluate_gate(settings, training["Training"], gate) and bool(params.get("deploy", True))
 
 
 @task
@@ -71,3 +81,54 @@ def model_request(model: dict, training: dict) -> dict:
     """The model request, pointing at the artifact of the job that really ran (a retry renames it)."""
     container = {**model["PrimaryContainer"], "ModelDataUrl": training["Training"]["ModelArtifacts"]["S3ModelArtifacts"]}
     return {**model, "PrimaryContainer": container}
+
+
+@task
+def publish_model(training: dict, settings: dict, files: list[str]) -> dict:
+    """Copy files of the trained model (e.g. best.pt) to the workload's stable models/latest/ in S3."""
+    from include.pipelines.steps import publish_model_files
+
+    return publish_model_files(settings, training["Training"], tuple(files))
+
+
+def keep_endpoint_param() -> Param:
+    """Trigger-form field: keep the endpoint after the run instead of tearing it down."""
+    return Param(False, type="boolean", description=(
+        "Keep the endpoint after the smoke test instead of deleting it (it then runs, and bills, until you delete "
+        "it or the endpoint janitor removes it at its expires-at tag)."))
+
+
+def skip_when_keeping_endpoint(context) -> None:
+    """pre_execute hook for an endpoint teardown: skip it when the run was triggered with keep_endpoint."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    if context["params"].get("keep_endpoint"):
+        raise AirflowSkipException("keep_endpoint is set: leaving the endpoint in service")
+
+
+@task
+def model_version(training: dict, settings: dict) -> list[dict]:
+    """SageMakerRegisterModelVersionOperator's arguments for the trained model, as a one-item list.
+
+    For .expand_kwargs(): the package's image, data and metadata are known only at run time, and the
+    operator's `extras` (content types, environment, approval, metadata) is not a templated field.
+    """
+    from include.pipelines.steps import model_version_request
+
+    request = model_version_request(settings, training["Training"])
+    container = request["InferenceSpecification"]["Containers"][0]
+    extras = {k: v for k, v in request.items() if k not in ("ModelPackageGroupName", "ModelPackageDescription")}
+    return [{"image_uri": container["Image"], "model_url": container["ModelDataUrl"],
+             "package_group_name": request["ModelPackageGroupName"], "package_desc": request["ModelPackageDescription"],
+             "extras": extras}]
+
+
+@task
+def transform_config(transform: dict, model_package_arns, settings: dict) -> dict:
+    """SageMakerTransformOperator's config: the planned job, and a model (its ModelName) that runs the registered version."""
+    from include.pipelines.requests import build_package_model_request
+    from include.pipelines.steps import run_config
+
+    arns = [model_package_arns] if isinstance(model_package_arns, str) else list(model_package_arns)
+    model = build_package_model_request(run_config(settings), model_name=transform["ModelName"], model_package_arn=arns[0])
+    return {"Model": model, "Transform": transform}

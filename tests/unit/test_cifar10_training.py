@@ -38,7 +38,7 @@ def run_training(job_dir: Path, train_dir: Path, *flags: str) -> subprocess.Comp
         "SAGEMAKER_BASE_DIR": str(job_dir),
     }
     return subprocess.run([sys.executable, "train.py", *flags], cwd=SOURCE_DIR, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=900)
 
 
 def metric_values(train_module, log: str) -> dict[str, list[float]]:
@@ -73,7 +73,7 @@ def test_training_logs_one_metric_line_per_epoch(train_module, trained):
     assert metrics["epoch"] == [1, 2]
     for name in ("train:loss", "train:accuracy", "validation:loss", "validation:accuracy", "learning_rate", "epoch_seconds"):
         assert len(metrics[name]) == 2, name  # once per epoch, never from the best_val_accuracy line
-    assert metrics["validation:best_accuracy"] == [max(metrics["validation:accuracy"])]
+    assert metrics["best:validation:accuracy"] == [max(metrics["validation:accuracy"])]
     assert re.search(r"^best_val_accuracy=[01]\.\d{4}$", log, re.M)
 
 
@@ -81,7 +81,7 @@ def test_training_logs_one_metric_line_per_epoch(train_module, trained):
 def test_training_learns_the_synthetic_classes(train_module, trained):
     _, log = trained
     metrics = metric_values(train_module, log)
-    assert metrics["validation:best_accuracy"][0] >= 0.5, log  # chance is 0.1; measured ~0.85-0.95
+    assert metrics["best:validation:accuracy"][0] >= 0.5, log  # chance is 0.1; measured ~0.85-0.95
     assert metrics["train:loss"][1] < metrics["train:loss"][0]
 
 

@@ -23,17 +23,18 @@ CIFAR10 = REPO_ROOT / "include" / "workloads" / "cifar10.yaml"
 def test_local_profile_loads_the_small_cpu_settings():
     cfg = load_workload("cifar10", "local")
     assert (cfg.name, cfg.profile, cfg.schedule) == ("cifar10", "local", "@weekly")
-    assert cfg.training.instance_type == "ml.m5.xlarge" and cfg.training.instance_count == 1
-    assert cfg.training.hyperparameters["epochs"] == 2 and cfg.training.hyperparameters["batch-size"] == 64
+    assert cfg.training.instance_type == "ml.m5.xlarge" and cfg.training.instance_count == 2
+    assert cfg.training.distribution == "torch_distributed" and cfg.tuning.instance_count == 1
+    assert cfg.training.hyperparameters["epochs"] == 2 and cfg.training.hyperparameters["batch-size"] == 32
     assert set(cfg.training.hyperparameters) == {"epochs", "batch-size", "learning-rate", "momentum",
                                                  "weight-decay", "augment", "num-workers", "seed"}
     assert cfg.data.generator == "include.datasets.cifar10:generate"
     assert cfg.data.generator_kwargs == {"train_per_class": 64, "test_per_class": 16}
     assert cfg.data.source_uri is None
-    assert (cfg.evaluation.metric, cfg.evaluation.threshold, cfg.evaluation.direction) == ("best:validation:accuracy", 0.3, "maximize")
+    assert (cfg.evaluation.metric, cfg.evaluation.threshold, cfg.evaluation.direction) == ("best:validation:accuracy", 0.6, "maximize")
     assert cfg.role_arn == "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
     assert cfg.bucket == "sagemaker-pipelines-local"
-    assert not cfg.training.use_spot and cfg.training.checkpoint_s3_prefix is None
+    assert cfg.training.use_spot and cfg.training.checkpoint_s3_prefix == "checkpoints"  # spot resume rehearsed offline
     assert cfg.tags == {"project": "sagemaker-pipelines", "workload": "cifar10", "cost-center": "ml-platform"}
     assert cfg.placeholder_settings() == []
     assert cfg.source_path == REPO_ROOT / "training_src" / "cifar10"
@@ -151,8 +152,8 @@ def test_wrong_type_is_named_with_the_value(tmp_path):
 
 def test_negative_instance_count_is_refused(tmp_path):
     doc = _document()
-    doc["training"]["instance_count"] = -1
-    assert "training.instance_count: must be an integer >= 1, got -1" in _error(tmp_path, doc)
+    doc["profiles"]["local"]["training"]["instance_count"] = -1
+    assert "training.instance_count: must be an integer >= 1, got -1 (set in profiles.local)" in _error(tmp_path, doc)
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path):
