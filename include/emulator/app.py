@@ -10,6 +10,8 @@ from pathlib import Path
 DEFAULT_PORT = 4566
 DEFAULT_ACCOUNT = "123456789012"  # moto's default account, so S3/IAM/Logs ARNs agree
 DEFAULT_REGION = "us-east-1"
+# what the emulator signs its own requests with (moto checks no signature); its subprocesses get them too
+EMULATOR_CREDENTIALS = ("emulator", "emulator")
 
 
 def default_state_dir() -> Path:
@@ -45,6 +47,26 @@ class RequestContext:
         return f"arn:aws:sagemaker:{self.region}:{self.account_id}:{resource_type}/{name.lower()}"
 
 
+def _isolated_boto3_session(region: str):
+    """A boto3 session with the emulator's credentials that never reads AWS_PROFILE, AWS_CONFIG_FILE or
+    AWS_SHARED_CREDENTIALS_FILE: a test process (or an Airflow worker) that points those elsewhere
+    after the emulator started must not break the emulator's own clients."""
+    import boto3
+    import botocore.session
+
+    core = botocore.session.Session(
+        session_vars={  # logical name -> (config file key, environment variables, default, conversion)
+            "profile": (None, None, None, None),
+            "config_file": (None, None, os.devnull, None),
+            "credentials_file": (None, None, os.devnull, None),
+        }
+    )
+    return boto3.Session(
+        botocore_session=core, aws_access_key_id=EMULATOR_CREDENTIALS[0], aws_secret_access_key=EMULATOR_CREDENTIALS[1],
+        region_name=region,
+    )
+
+
 class Emulator:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings()
@@ -52,6 +74,7 @@ class Emulator:
         self._stores: dict[type, object] = {}
         self._lock = threading.Lock()
         self._client_lock = threading.Lock()
+        self._session = None  # the emulator's own boto3 session, made on first use (see client)
         self.job_slots = threading.BoundedSemaphore(self.settings.max_concurrent_jobs)
         self.port = self.settings.port  # the bound port, once the server knows it
 
@@ -72,19 +95,14 @@ class Emulator:
     def client(self, service: str, region: str | None = None):
         """A boto3 client that talks to this emulator (S3, Logs, ... are served on the same port).
 
-        Clients are thread-safe once built, but building them from boto3's shared default session
-        is not, and every job and model server runs in a thread of its own: hence the lock.
+        Built from the emulator's own session (see ``_isolated_boto3_session``). Clients are thread-safe
+        once built, but building them from one session is not, and every job and model server runs in
+        a thread of its own: hence the lock.
         """
-        import boto3
-
         with self._client_lock:
-            return boto3.client(
-                service,
-                endpoint_url=self.endpoint_url,
-                region_name=region or self.settings.region,
-                aws_access_key_id="emulator",
-                aws_secret_access_key="emulator",
-            )
+            if self._session is None:
+                self._session = _isolated_boto3_session(self.settings.region)
+            return self._session.client(service, endpoint_url=self.endpoint_url, region_name=region or self.settings.region)
 
     def child_environment(self, region: str | None = None) -> dict[str, str]:
         """Environment for processes the emulator starts (jobs, model servers): AWS calls come back here."""
@@ -93,11 +111,12 @@ class Emulator:
             AWS_ENDPOINT_URL=self.endpoint_url,
             AWS_DEFAULT_REGION=region or self.settings.region,
             AWS_REGION=region or self.settings.region,
-            AWS_ACCESS_KEY_ID="emulator",
-            AWS_SECRET_ACCESS_KEY="emulator",
+            AWS_ACCESS_KEY_ID=EMULATOR_CREDENTIALS[0],
+            AWS_SECRET_ACCESS_KEY=EMULATOR_CREDENTIALS[1],
         )
-        env.pop("AWS_PROFILE", None)
-        env.pop("AWS_SESSION_TOKEN", None)
+        # none of the caller's profile or session token: a profile missing from the child's config would fail every call
+        for variable in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+            env.pop(variable, None)
         return env
 
     def shutdown(self) -> None:

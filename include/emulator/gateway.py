@@ -1,7 +1,9 @@
-"""Routing: one WSGI app on one port. SageMaker and sagemaker-runtime are ours; everything else
-(S3, CloudWatch Logs, IAM, STS, Application Auto Scaling) goes to moto's server backends."""
+"""Routing: one WSGI app on one port. SageMaker, sagemaker-runtime and IAM's SimulatePrincipalPolicy
+(which moto lacks) are ours; everything else (S3, CloudWatch Logs, IAM, STS, Application Auto
+Scaling) goes to moto's server backends."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -44,9 +46,27 @@ class Gateway:
             response = self._invoke(request, _INVOKE_PATH.match(request.path)["name"], region)
         elif request.path == "/_emulator/health":
             response = Response(json.dumps({"status": "ok"}), content_type="application/json")
+        elif service == "iam" and (simulation := self._iam_simulation(request, environ)) is not None:
+            response = simulation
         else:
             return self._moto(environ, start_response)
         return response(environ, start_response)
+
+    def _iam_simulation(self, request: Request, environ) -> Response | None:
+        """SimulatePrincipalPolicy's answer, or None for any other IAM action (moto answers those)."""
+        from . import iam_simulation
+
+        body = request.get_data()
+        environ["wsgi.input"] = io.BytesIO(body)  # read once here: moto reads the request again
+        params = iam_simulation.query_parameters(request.query_string.decode("utf-8", errors="replace"), body)
+        if not iam_simulation.is_simulation(params):
+            return None
+        try:
+            status, headers, payload = iam_simulation.answer(params)
+        except Exception as exc:  # a bug of ours must still answer as AWS would, and be logged
+            log.exception("IAM SimulatePrincipalPolicy failed")
+            status, headers, payload = iam_simulation.error_answer(iam_simulation.ServiceFailure(f"Internal error: {exc}"))
+        return Response(payload, status=status, headers=headers)
 
     def _sagemaker(self, request: Request, operation: str, region: str | None) -> Response:
         from .sagemaker.registry import dispatch

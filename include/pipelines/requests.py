@@ -157,7 +157,8 @@ def build_training_request(cfg: WorkloadConfig, *, job_name: str, image_uri: str
                                        "LocalPath": CHECKPOINT_LOCAL_PATH}
     if cfg.training.tensorboard_s3_prefix:
         # per job, like checkpoints: SageMaker uploads what the script writes to LocalPath while the job runs
-        request["TensorBoardOutputConfig"] = {"S3OutputPath": cfg.s3_uri(cfg.training.tensorboard_s3_prefix, job_name),
+        # SageMaker itself appends <job>/tensorboard-output/ to the output path
+        request["TensorBoardOutputConfig"] = {"S3OutputPath": cfg.s3_uri(cfg.training.tensorboard_s3_prefix),
                                               "LocalPath": TENSORBOARD_LOCAL_PATH}
     request["Tags"] = resource_tags(cfg)
     return _validated("CreateTrainingJob", request)

@@ -100,12 +100,16 @@ def test_the_job_log_shows_parameters_class_weights_and_the_damaged_clips(run, s
     assert "using black frames and a silent spectrogram" in log
 
 
-def test_tensorboard_scalars_were_written_to_the_output_config_s_local_path(run, sagemaker_client, emulator):
+def test_tensorboard_scalars_reached_the_output_config_s_s3_path(run, sagemaker_client, s3_client, tmp_path):
     job = _latest_job(sagemaker_client)
     assert job["TensorBoardOutputConfig"]["LocalPath"] == "/opt/ml/output/tensorboard"
-    # the local SageMaker keeps each host's /opt/ml; it does not upload TensorBoard output to S3 yet
-    host = Path(emulator.emulator.settings.state_dir) / "training-jobs" / job["TrainingJobName"] / "algo-1"
-    [events_file] = (host / "output" / "tensorboard").glob("events.out.tfevents.*")
+    # SageMaker uploads LocalPath to <S3OutputPath>/<job>/tensorboard-output/
+    uri = f"{job['TensorBoardOutputConfig']['S3OutputPath'].rstrip('/')}/{job['TrainingJobName']}/tensorboard-output/"
+    bucket, prefix = uri.removeprefix("s3://").split("/", 1)
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    [events_key] = [key for key in keys if key[len(prefix):].startswith("events.out.tfevents.")]
+    events_file = tmp_path / events_key.rsplit("/", 1)[1]
+    s3_client.download_file(bucket, events_key, str(events_file))
     records = read_event_file(import_source("tensorboard_events", SOURCE_DIR), events_file)
     per_epoch = [r for r in records if r["scalars"]]
     assert [r["step"] for r in per_epoch] == [1, 2, 3, 4]

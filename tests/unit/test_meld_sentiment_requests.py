@@ -44,7 +44,7 @@ def test_both_channels_and_tensorboard_output_per_job(profile):
     training = _requests(cfg)["CreateTrainingJob"]
     assert [c["ChannelName"] for c in training["InputDataConfig"]] == ["train", "validation"]
     assert training["TensorBoardOutputConfig"] == {
-        "S3OutputPath": f"s3://ml-team-bucket/sagemaker-pipelines/meld_sentiment/tensorboard/{JOB}",
+        "S3OutputPath": "s3://ml-team-bucket/sagemaker-pipelines/meld_sentiment/tensorboard",  # SageMaker appends <job>/tensorboard-output/
         "LocalPath": "/opt/ml/output/tensorboard"}
     assert training["HyperParameters"]["class-weights"] == "balanced"
     assert training["AlgorithmSpecification"]["MetricDefinitions"][-1]["Name"] == "best:validation:emotion_weighted_f1"

@@ -3,9 +3,10 @@
 Phases, each a SecondaryStatus: Starting (waiting for one of ``emulator.job_slots``), Downloading
 (channels and checkpoints from S3 into each host's folder), Training (one process group per host,
 see ``cluster`` and ``entrypoints``; output streamed to CloudWatch Logs per host and scraped for
-metrics), Uploading (model.tar.gz and output.tar.gz, gathered from every host). A stop request,
-MaxRuntimeInSeconds or (managed spot) MaxWaitTimeInSeconds ends the hosts; what the script saved
-to the model folder is still uploaded.
+metrics; CheckpointConfig's and TensorBoardOutputConfig's folders uploaded meanwhile, see
+``checkpoints`` and ``tensorboard``), Uploading (model.tar.gz and output.tar.gz, gathered from
+every host). A stop request, MaxRuntimeInSeconds or (managed spot) MaxWaitTimeInSeconds ends the
+hosts; what the script saved to the model folder is still uploaded.
 
 InstanceCount > 1 runs hosts algo-1..N side by side, each with its own folder and
 resourceconfig.json, joined over loopback (see ``network``). Managed spot training with an
@@ -32,8 +33,10 @@ from . import entrypoints, staging
 from .checkpoints import CheckpointSync
 from .cluster import Cluster
 from .failures import MAX_FAILURE_REASON, algorithm_failure_reason
+from .folder_sync import FolderSync
 from .hosts import DEFAULT_CHECKPOINT_PATH, HostFolder, host_names, input_data_config, is_container_path, resource_config
 from .network import free_port, network_environment
+from .tensorboard import DEFAULT_TENSORBOARD_PATH, tensorboard_sync
 
 log = logging.getLogger(__name__)
 
@@ -179,13 +182,22 @@ class TrainingRunner:
                     f"ClientError: Channel '{channel['ChannelName']}' uses Pipe input mode, "
                     "which the local SageMaker does not support; use File or FastFile."
                 )
-        local_path = (request.get("CheckpointConfig") or {}).get("LocalPath", DEFAULT_CHECKPOINT_PATH)
-        if not is_container_path(local_path):
-            raise JobFailure(
-                f"ClientError: CheckpointConfig.LocalPath '{local_path}' is outside /opt/ml; the local SageMaker "
-                "keeps each host's /opt/ml in a folder of its own and can only sync checkpoints there "
-                f"(the default is {DEFAULT_CHECKPOINT_PATH})."
-            )
+        for member, default, what in (
+            ("CheckpointConfig", DEFAULT_CHECKPOINT_PATH, "checkpoints"),
+            ("TensorBoardOutputConfig", DEFAULT_TENSORBOARD_PATH, "TensorBoard output"),
+        ):
+            local_path = (request.get(member) or {}).get("LocalPath", default)
+            if not is_container_path(local_path):
+                raise JobFailure(
+                    f"ClientError: {member}.LocalPath '{local_path}' is outside /opt/ml; the local SageMaker "
+                    f"keeps each host's /opt/ml in a folder of its own and can only sync {what} there "
+                    f"(the default is {default})."
+                )
+        for member, uri_member in (("CheckpointConfig", "S3Uri"), ("TensorBoardOutputConfig", "S3OutputPath")):
+            uri = (request.get(member) or {}).get(uri_member)
+            if uri is not None and not uri.startswith("s3://"):
+                raise JobFailure(f"ClientError: {member}.{uri_member} '{uri}' is not an s3:// URI; the local SageMaker "
+                                 "writes S3 through s3:// URIs only.")
         return image
 
     def _spot_interruption_after(self) -> float | None:
@@ -245,6 +257,7 @@ class TrainingRunner:
                 input_data_config=input_data_config(channels, request["AlgorithmSpecification"]["TrainingInputMode"]),
             )
         checkpoints = self._checkpoints(hosts)
+        tensorboard = self._tensorboard(hosts)
 
         job.transition("Downloading", "Downloading input data")
         try:
@@ -262,7 +275,7 @@ class TrainingRunner:
 
         job.transition("Training", "Training image download completed. Training in progress.")
         try:
-            reason, cluster = self._run_hosts(hosts, image, checkpoints)
+            reason, cluster = self._run_hosts(hosts, image, [sync for sync in (checkpoints, tensorboard) if sync])
         except JobFailure as failure:
             self._fail(str(failure))
             return False
@@ -290,8 +303,11 @@ class TrainingRunner:
         job.finish("Completed", "Completed", "Training job completed", model_artifacts=artifacts)
         return False
 
-    def _run_hosts(self, hosts: list[HostFolder], image, checkpoints: CheckpointSync | None) -> tuple[str | None, Cluster]:
-        """Run every host until they exit or the job must end; returns (why it ended early, cluster)."""
+    def _run_hosts(self, hosts: list[HostFolder], image, syncs: list[FolderSync]) -> tuple[str | None, Cluster]:
+        """Run every host until they exit or the job must end; returns (why it ended early, cluster).
+
+        ``syncs`` (checkpoints, TensorBoard output) upload their folders while the hosts run, and once
+        more after they stopped, however the job ended."""
         names = [host.host for host in hosts]
         master_port = free_port()
         python = self.emulator.settings.python
@@ -318,8 +334,8 @@ class TrainingRunner:
                 return INTERRUPTION
             return None
 
-        if checkpoints is not None:
-            checkpoints.start()
+        for sync in syncs:
+            sync.start()
         try:
             try:
                 cluster.start()
@@ -328,8 +344,8 @@ class TrainingRunner:
             reason = cluster.run_until(end_reason, grace_seconds=self._grace_seconds)
         finally:
             cluster.close()
-            if checkpoints is not None:
-                checkpoints.stop()  # the last upload: what a restart resumes from
+            for sync in syncs:
+                sync.stop()  # the last upload: what a restart resumes from, the last TensorBoard events
         return reason, cluster
 
     def _spot_interruption_after_while_training(self) -> float | None:
@@ -368,6 +384,10 @@ class TrainingRunner:
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
         return CheckpointSync(self.s3, config["S3Uri"], folders)
+
+    def _tensorboard(self, hosts: list[HostFolder]) -> FolderSync | None:
+        config = self.job.request.get("TensorBoardOutputConfig")
+        return tensorboard_sync(self.s3, config, self.job.name, hosts) if config else None
 
     def _download_channels(self, host: HostFolder, channels: list[dict], *, host_index: int, host_count: int) -> None:
         for channel in channels:

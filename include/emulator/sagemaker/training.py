@@ -19,6 +19,7 @@ from ..faults import FaultTagError, faults_for
 from ..jobs.hosts import DEFAULT_CHECKPOINT_PATH
 from ..jobs.metrics import MetricPoint, MetricRecorder, compile_metric_definitions
 from ..jobs.runner import SHUTDOWN, TrainingRunner
+from ..jobs.tensorboard import DEFAULT_TENSORBOARD_PATH
 from .registry import operation
 from .tags import TagStore
 
@@ -326,6 +327,8 @@ def normalized_training_request(params: dict) -> dict:
 
     if request.get("CheckpointConfig") is not None:
         request["CheckpointConfig"].setdefault("LocalPath", DEFAULT_CHECKPOINT_PATH)
+    if request.get("TensorBoardOutputConfig") is not None:
+        request["TensorBoardOutputConfig"].setdefault("LocalPath", DEFAULT_TENSORBOARD_PATH)
     spec.setdefault("TrainingInputMode", "File")
     request["OutputDataConfig"].setdefault("CompressionType", "GZIP")
     for channel in request.get("InputDataConfig") or []:
