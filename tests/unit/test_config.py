@@ -25,13 +25,13 @@ def test_local_profile_loads_the_small_cpu_settings():
     assert (cfg.name, cfg.profile, cfg.schedule) == ("cifar10", "local", "@weekly")
     assert cfg.training.instance_type == "ml.m5.xlarge" and cfg.training.instance_count == 2
     assert cfg.training.distribution == "torch_distributed" and cfg.tuning.instance_count == 1
-    assert cfg.training.hyperparameters["epochs"] == 2 and cfg.training.hyperparameters["batch-size"] == 32
+    assert cfg.training.hyperparameters["epochs"] == 2 and cfg.training.hyperparameters["batch-size"] == 16
     assert set(cfg.training.hyperparameters) == {"epochs", "batch-size", "learning-rate", "momentum",
                                                  "weight-decay", "augment", "num-workers", "seed"}
     assert cfg.data.generator == "include.datasets.cifar10:generate"
     assert cfg.data.generator_kwargs == {"train_per_class": 64, "test_per_class": 16}
     assert cfg.data.source_uri is None
-    assert (cfg.evaluation.metric, cfg.evaluation.threshold, cfg.evaluation.direction) == ("best:validation:accuracy", 0.6, "maximize")
+    assert (cfg.evaluation.metric, cfg.evaluation.threshold, cfg.evaluation.direction) == ("best:validation:accuracy", 0.5, "maximize")
     assert cfg.role_arn == "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
     assert cfg.bucket == "sagemaker-pipelines-local"
     assert cfg.training.use_spot and cfg.training.checkpoint_s3_prefix == "checkpoints"  # spot resume rehearsed offline
@@ -236,7 +236,7 @@ def test_bad_schedule_and_tag(tmp_path):
 def test_tuning_range_checks(tmp_path):
     doc = _document()
     doc["tuning"]["ranges"]["learning-rate"] = {"type": "continuous", "min": 0.2, "max": 0.01}
-    assert "tuning.ranges.learning-rate.max: must be greater than min" in _error(tmp_path, doc)
+    assert "tuning.ranges.learning-rate.max: must be greater than min" in _error(tmp_path, doc, "aws")  # local overrides the range
 
 
 def test_tuned_name_must_be_a_hyperparameter(tmp_path):
