@@ -367,6 +367,10 @@ class WorkloadConfig:
 
     def require_real_settings(self) -> None:
         """Refuse to run on AWS with placeholder role or bucket, saying how to set them."""
+        source = self.data.source_uri or ""
+        if PLACEHOLDER_MARKER in source.lower():
+            raise ConfigError(_display(WORKLOADS_DIR / f"{self.name}.yaml"), "data.source_uri",
+                              f"still a placeholder ({source}); point profiles.{self.profile}.data.source_uri at your data")
         missing = self.placeholder_settings()
         if missing:
             variables = ", ".join(f"sagemaker_{k}" for k in missing)

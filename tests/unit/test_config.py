@@ -276,3 +276,10 @@ def test_null_in_a_profile_clears_a_common_setting(tmp_path):
     doc["profiles"]["aws"]["data"]["generator"] = None
     cfg = _load(tmp_path, doc, "aws")
     assert cfg.data.generator is None and cfg.data.source_uri
+
+
+def test_placeholder_data_location_is_refused_before_running_on_aws():
+    cfg = load_workload("room_detection", "aws").with_overrides(
+        role_arn="arn:aws:iam::111122223333:role/Real", bucket="real-bucket")
+    with pytest.raises(ConfigError, match="data.source_uri: still a placeholder"):
+        cfg.require_real_settings()
