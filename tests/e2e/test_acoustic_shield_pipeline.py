@@ -1,0 +1,130 @@
+"""The acoustic shield DAG, whole, with `airflow dags test` against the local SageMaker: real training
+on synthetic clips, a real endpoint answering WAV files (and refusing bad bodies with a 4xx while it
+keeps serving), the endpoint's details published, and nothing left running afterwards."""
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from include.datasets.acoustic_shield import LABELS
+from include.local_airflow import airflow_environment, dags_test, migrate_db, task_states
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+DAG_ID = "acoustic_shield_pipeline"
+TASKS = ("resolve_settings", "upload_data", "package_source", "plan", "train", "evaluate", "create_model",
+         "create_endpoint_config", "deploy_endpoint", "smoke_test", "publish_endpoint", "delete_endpoint")
+
+
+@pytest.fixture(scope="module")
+def airflow_env(emulator, tmp_path_factory):
+    env = airflow_environment(tmp_path_factory.mktemp("airflow-home"), emulator.endpoint_url)
+    migrate_db(env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def run(airflow_env):
+    """One DAG run, shared by the tests below: (completed process, task states)."""
+    result = dags_test(DAG_ID, airflow_env, timeout=900)
+    return result, task_states(airflow_env, DAG_ID)
+
+
+def _output(result) -> str:
+    return (result.stdout or "") + (result.stderr or "")
+
+
+def _database(env: dict) -> sqlite3.Connection:
+    return sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
+
+
+def _xcom(env: dict, task_id: str):
+    """The return value of `task_id` in the DAG's latest run."""
+    with _database(env) as db:
+        (value,) = db.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = 'return_value' ORDER BY run_id DESC, "
+            "timestamp DESC LIMIT 1", (DAG_ID, task_id)).fetchone()
+    value = json.loads(value)
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _asset_events(env: dict, asset_name: str) -> list[dict]:
+    with _database(env) as db:
+        rows = db.execute(
+            "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.name = ? ORDER BY e.id",
+            (asset_name,)).fetchall()
+    return [json.loads(extra) if isinstance(extra, str) else extra for (extra,) in rows]
+
+
+def _latest_job(sagemaker_client) -> dict:
+    summaries = sagemaker_client.list_training_jobs(NameContains="acoustic-shield", SortBy="CreationTime",
+                                                    SortOrder="Descending")["TrainingJobSummaries"]
+    return sagemaker_client.describe_training_job(TrainingJobName=summaries[0]["TrainingJobName"])
+
+
+def test_every_task_succeeds(run):
+    result, states = run
+    assert result.returncode == 0, _output(result)[-6000:]
+    for task_id in TASKS:
+        assert states.get(task_id) == "success", f"{task_id}: {states.get(task_id)} (all: {states})"
+
+
+def test_training_really_ran_and_cleared_the_gate(run, sagemaker_client, s3_client):
+    job = _latest_job(sagemaker_client)
+    assert job["TrainingJobStatus"] == "Completed"
+    assert job["AlgorithmSpecification"]["TrainingImage"].split("/")[-1].startswith("huggingface-pytorch-training:")
+    metrics = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+    assert metrics["epoch"] == 4, metrics
+    assert metrics["best:validation:macro_f1"] >= 0.5, metrics  # the local gate; chance is 0.25
+
+    bucket, key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix("s3://").split("/", 1)
+    archive = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        names = set(tar.getnames())
+        label_info = json.load(tar.extractfile("label_info.json"))
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "label_info.json",
+            "code/inference.py", "code/audio.py", "code/requirements.txt"} <= names, names
+    assert label_info["labels"] == sorted(LABELS)
+    assert label_info["best_metric"]["value"] == pytest.approx(metrics["best:validation:macro_f1"], abs=1e-4)
+
+
+def test_endpoint_classified_clips_and_refused_bad_bodies(run, airflow_env):
+    smoke = _xcom(airflow_env, "smoke_test")
+    assert [p["true_label"] for p in smoke["predictions"]] == list(LABELS)
+    assert all(p["label"] in LABELS and 0 < p["confidence"] <= 1 for p in smoke["predictions"])
+    assert {r["body"] for r in smoke["refused"]} == {"not_wav", "empty", "truncated_wav"}
+    for refusal in smoke["refused"]:
+        assert refusal["error"] == "ModelError" and refusal["status"] == 400, refusal
+        assert "WAV" in refusal["message"], refusal
+    assert smoke["serving_after_bad_requests"] is True
+
+
+def test_the_model_server_logged_the_refusals_and_went_on_serving(run, airflow_env, logs_client):
+    endpoint_name = _xcom(airflow_env, "smoke_test")["endpoint"]
+    group = f"/aws/sagemaker/Endpoints/{endpoint_name}"
+    events = logs_client.filter_log_events(logGroupName=group)["events"]
+    requests = [e["message"] for e in events if "POST /invocations" in e["message"]]
+    statuses = [int(line.split("POST /invocations ")[1].split()[0]) for line in requests]
+    assert statuses.count(400) == 3, requests
+    assert statuses[-1] == 200 and statuses.index(400) < len(statuses) - 1, statuses
+
+
+def test_endpoint_details_published_as_xcom_and_asset_event(run, airflow_env, sagemaker_client):
+    details = _xcom(airflow_env, "publish_endpoint")
+    job = _latest_job(sagemaker_client)
+    assert details["endpoint_name"] == _xcom(airflow_env, "smoke_test")["endpoint"]
+    assert details["variant"] == "AllTraffic"
+    assert details["model_data"] == job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert details["content_type"] == "audio/wav" and details["kept_after_run"] is False
+    events = _asset_events(airflow_env, "acoustic_shield_endpoint")
+    assert events and events[-1]["endpoint_name"] == details["endpoint_name"], events
+
+
+def test_teardown_left_no_endpoint(run, sagemaker_client):
+    endpoints = [e["EndpointName"] for e in sagemaker_client.list_endpoints()["Endpoints"]]
+    assert [name for name in endpoints if name.startswith("acoustic-shield")] == []
