@@ -86,4 +86,11 @@ def xcom(env: dict, dag_id: str, task_id: str, key: str = "return_value"):
         ).fetchone()
     if row is None:
         return None
-    return json.loads(row[0]) if isinstance(row[0], (str, bytes)) else row[0]
+    value = json.loads(row[0]) if isinstance(row[0], (str, bytes)) else row[0]
+    # a value serialized twice (a JSON string holding JSON) decodes once more
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

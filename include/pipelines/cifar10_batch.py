@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import sys
 import tempfile
 from pathlib import Path
 
@@ -19,10 +20,18 @@ INPUT_NAME = "test_batch.jsonl"
 
 
 def _train_module(cfg):
-    spec = importlib.util.spec_from_file_location("cifar10_train", cfg.source_path / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """train.py as its container imports it: its folder on sys.path (it imports its sibling model.py)."""
+    siblings = {path.stem for path in cfg.source_path.glob("*.py")}
+    sys.path.insert(0, str(cfg.source_path))
+    try:
+        spec = importlib.util.spec_from_file_location("cifar10_train", cfg.source_path / "train.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(cfg.source_path))
+        for name in siblings:  # other workloads have a model.py too
+            sys.modules.pop(name, None)
 
 
 def _split(uri: str) -> tuple[str, str]:

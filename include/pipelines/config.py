@@ -367,15 +367,15 @@ class WorkloadConfig:
 
     def require_real_settings(self) -> None:
         """Refuse to run on AWS with placeholder role or bucket, saying how to set them."""
-        source = self.data.source_uri or ""
-        if PLACEHOLDER_MARKER in source.lower():
-            raise ConfigError(_display(WORKLOADS_DIR / f"{self.name}.yaml"), "data.source_uri",
-                              f"still a placeholder ({source}); point profiles.{self.profile}.data.source_uri at your data")
         missing = self.placeholder_settings()
         if missing:
             variables = ", ".join(f"sagemaker_{k}" for k in missing)
             raise ConfigError(_display(WORKLOADS_DIR / f"{self.name}.yaml"), ", ".join(missing),
                               f"still a placeholder; set the Airflow Variable(s) {variables} or edit profiles.{self.profile}")
+        source = self.data.source_uri or ""
+        if PLACEHOLDER_MARKER in source.lower():
+            raise ConfigError(_display(WORKLOADS_DIR / f"{self.name}.yaml"), "data.source_uri",
+                              f"still a placeholder ({source}); point profiles.{self.profile}.data.source_uri at your data")
 
 
 def _valid_schedule(schedule: str) -> bool:

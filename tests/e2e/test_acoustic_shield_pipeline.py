@@ -12,20 +12,13 @@ from pathlib import Path
 import pytest
 
 from include.datasets.acoustic_shield import LABELS
-from include.local_airflow import airflow_environment, dags_test, migrate_db, task_states
+from include.local_airflow import dags_test, task_states, xcom
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DAG_ID = "acoustic_shield_pipeline"
 TASKS = ("resolve_settings", "upload_data", "package_source", "plan", "train", "evaluate", "create_model",
          "create_endpoint_config", "deploy_endpoint", "smoke_test", "publish_endpoint", "delete_endpoint")
-
-
-@pytest.fixture(scope="module")
-def airflow_env(emulator, tmp_path_factory):
-    env = airflow_environment(tmp_path_factory.mktemp("airflow-home"), emulator.endpoint_url)
-    migrate_db(env)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +36,6 @@ def _database(env: dict) -> sqlite3.Connection:
     return sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
 
 
-def _xcom(env: dict, task_id: str):
-    """The return value of `task_id` in the DAG's latest run."""
-    with _database(env) as db:
-        (value,) = db.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = 'return_value' ORDER BY run_id DESC, "
-            "timestamp DESC LIMIT 1", (DAG_ID, task_id)).fetchone()
-    value = json.loads(value)
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def _asset_events(env: dict, asset_name: str) -> list[dict]:
@@ -94,7 +79,7 @@ def test_training_really_ran_and_cleared_the_gate(run, sagemaker_client, s3_clie
 
 
 def test_endpoint_classified_clips_and_refused_bad_bodies(run, airflow_env):
-    smoke = _xcom(airflow_env, "smoke_test")
+    smoke = xcom(airflow_env, DAG_ID, "smoke_test")
     assert [p["true_label"] for p in smoke["predictions"]] == list(LABELS)
     assert all(p["label"] in LABELS and 0 < p["confidence"] <= 1 for p in smoke["predictions"])
     assert {r["body"] for r in smoke["refused"]} == {"not_wav", "empty", "truncated_wav"}
@@ -105,7 +90,7 @@ def test_endpoint_classified_clips_and_refused_bad_bodies(run, airflow_env):
 
 
 def test_the_model_server_logged_the_refusals_and_went_on_serving(run, airflow_env, logs_client):
-    endpoint_name = _xcom(airflow_env, "smoke_test")["endpoint"]
+    endpoint_name = xcom(airflow_env, DAG_ID, "smoke_test")["endpoint"]
     group = f"/aws/sagemaker/Endpoints/{endpoint_name}"
     events = logs_client.filter_log_events(logGroupName=group)["events"]
     requests = [e["message"] for e in events if "POST /invocations" in e["message"]]
@@ -115,9 +100,9 @@ def test_the_model_server_logged_the_refusals_and_went_on_serving(run, airflow_e
 
 
 def test_endpoint_details_published_as_xcom_and_asset_event(run, airflow_env, sagemaker_client):
-    details = _xcom(airflow_env, "publish_endpoint")
+    details = xcom(airflow_env, DAG_ID, "publish_endpoint")
     job = _latest_job(sagemaker_client)
-    assert details["endpoint_name"] == _xcom(airflow_env, "smoke_test")["endpoint"]
+    assert details["endpoint_name"] == xcom(airflow_env, DAG_ID, "smoke_test")["endpoint"]
     assert details["variant"] == "AllTraffic"
     assert details["model_data"] == job["ModelArtifacts"]["S3ModelArtifacts"]
     assert details["content_type"] == "audio/wav" and details["kept_after_run"] is False

@@ -9,19 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from include.local_airflow import airflow_environment, dags_test, migrate_db, task_states, xcom
+from include.local_airflow import dags_test, task_states, xcom
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "cifar10_pipeline"
-
-
-@pytest.fixture(scope="module")
-def airflow_env(emulator, tmp_path_factory):
-    env = airflow_environment(tmp_path_factory.mktemp("airflow-home"), emulator.endpoint_url)
-    migrate_db(env)
-    return env
 
 
 def _output(result) -> str:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from include.datasets.meld_sentiment import EMOTIONS, SENTIMENTS
-from include.local_airflow import airflow_environment, dags_test, migrate_db, task_states
+from include.local_airflow import dags_test, task_states, xcom
 from include.pipelines.config import load_workload
-from tests.unit.test_cifar10_inference import import_source
+from tests.source_modules import import_source
 from tests.unit.test_meld_sentiment_media import read_event_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -24,13 +24,6 @@ DAG_ID = "meld_sentiment_pipeline"
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "meld_sentiment"
 TASKS = ("resolve_settings", "upload_data", "package_source", "plan", "train", "evaluate", "create_model",
          "create_endpoint_config", "deploy_endpoint", "smoke_test", "delete_endpoint")
-
-
-@pytest.fixture(scope="module")
-def airflow_env(emulator, tmp_path_factory):
-    env = airflow_environment(tmp_path_factory.mktemp("airflow-home"), emulator.endpoint_url)
-    migrate_db(env)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +37,6 @@ def _output(result) -> str:
     return (result.stdout or "") + (result.stderr or "")
 
 
-def _xcom(env: dict, task_id: str):
-    """The return value of `task_id` in the DAG's latest run."""
-    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
-        (value,) = db.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = 'return_value' ORDER BY run_id DESC, "
-            "timestamp DESC LIMIT 1", (DAG_ID, task_id)).fetchone()
-    value = json.loads(value)
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def _latest_job(sagemaker_client) -> dict:
@@ -117,7 +102,7 @@ def test_tensorboard_scalars_reached_the_output_config_s_s3_path(run, sagemaker_
 
 
 def test_endpoint_answered_utterances_and_refused_a_broken_clip(run, airflow_env):
-    smoke = _xcom(airflow_env, "smoke_test")
+    smoke = xcom(airflow_env, DAG_ID, "smoke_test")
     assert [u["clip_by"] for u in smoke["utterances"]] == ["base64", "base64", "base64", "s3"]
     assert all(u["emotion"] in EMOTIONS and u["sentiment"] in SENTIMENTS for u in smoke["utterances"])
     assert smoke["bad_input"]["error"] == "ModelError" and smoke["bad_input"]["status"] == 400, smoke

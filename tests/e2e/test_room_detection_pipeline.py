@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from include.local_airflow import airflow_environment, dags_test, migrate_db, task_states
+from include.local_airflow import dags_test, task_states, xcom
 from include.pipelines.config import load_workload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -24,13 +24,6 @@ TASKS = ("upload_data", "package_source", "plan", "train", "evaluate", "create_m
 
 
 @pytest.fixture(scope="module")
-def airflow_env(emulator, tmp_path_factory):
-    env = airflow_environment(tmp_path_factory.mktemp("airflow-home"), emulator.endpoint_url)
-    migrate_db(env)
-    return env
-
-
-@pytest.fixture(scope="module")
 def run(airflow_env):
     result = dags_test(DAG_ID, airflow_env, timeout=1500)
     return result, task_states(airflow_env, DAG_ID)
@@ -40,15 +33,6 @@ def _output(result) -> str:
     return (result.stdout or "") + (result.stderr or "")
 
 
-def xcom(env: dict, task_id: str, key: str = "return_value"):
-    """A task's XCom from the latest run, from the metadata database."""
-    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as connection:
-        (value,) = connection.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = ? ORDER BY dag_run_id DESC LIMIT 1",
-            (DAG_ID, task_id, key),
-        ).fetchone()
-    value = json.loads(value)
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def _job(sagemaker_client) -> dict:
@@ -94,10 +78,10 @@ def test_yolo_really_trained_and_cleared_the_gate(run, sagemaker_client, s3_clie
 
 
 def test_serverless_endpoint_answered_floor_plans_and_refused_broken_bodies(run, airflow_env):
-    endpoint_config = xcom(airflow_env, "create_endpoint_config")["EndpointConfig"]
+    endpoint_config = xcom(airflow_env, DAG_ID, "create_endpoint_config")["EndpointConfig"]
     assert "ServerlessConfig" in endpoint_config["ProductionVariants"][0]
 
-    smoke = xcom(airflow_env, "smoke_test")
+    smoke = xcom(airflow_env, DAG_ID, "smoke_test")
     assert [image["content_type"] for image in smoke["images"]] == ["image/png", "image/jpeg"]
     assert smoke["matched"] >= 1, smoke  # the trained model finds real rooms, at IoU >= 0.5
     top = smoke["images"][0]["top_box"]

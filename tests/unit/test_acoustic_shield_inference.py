@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from include.datasets.acoustic_shield import LABELS, sample_clip, wav_bytes
-from tests.unit.test_cifar10_inference import import_source
+from tests.source_modules import import_source
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "acoustic_shield"
 LABEL_ORDER = sorted(LABELS)  # train.py sorts the label folders

@@ -11,7 +11,7 @@ from include.pipelines import requests as rq
 from include.pipelines.config import load_workload
 from include.pipelines.images import inference_image_uri, training_image_uri
 from include.pipelines.steps import plan_requests
-from tests.unit.test_cifar10_inference import import_source
+from tests.source_modules import import_source
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "acoustic_shield"
 REGION = "us-east-1"

@@ -11,7 +11,7 @@ import pytest
 
 from include.datasets import acoustic_shield
 from include.datasets.acoustic_shield import LABELS
-from tests.unit.test_cifar10_inference import import_source
+from tests.source_modules import import_source
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "acoustic_shield"
 # the local profile's settings: a small model from a config, learning from scratch on 1 s clips

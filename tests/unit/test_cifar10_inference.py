@@ -1,5 +1,4 @@
 """The CIFAR-10 inference handlers (code/inference.py), called in-process as sagemaker-inference calls them."""
-import importlib
 import io
 import json
 import sys
@@ -9,23 +8,13 @@ import numpy as np
 import pytest
 
 from include.datasets.cifar10 import LABEL_NAMES, sample_images
+from tests.source_modules import import_source as _import_source
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "cifar10"
 
 
 def import_source(name: str, directory: Path = SOURCE_DIR):
-    """Import directory/<name>.py as the container would (its folder on sys.path, so `from model import`
-    works), then take its sibling modules out of sys.modules: other workloads have a model.py too."""
-    siblings = {path.stem for path in directory.glob("*.py")}
-    saved = {key: sys.modules.pop(key) for key in siblings if key in sys.modules}
-    sys.path.insert(0, str(directory))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(directory))
-        for key in siblings:
-            sys.modules.pop(key, None)
-        sys.modules.update(saved)
+    return _import_source(name, directory)
 
 
 @pytest.fixture(scope="module")

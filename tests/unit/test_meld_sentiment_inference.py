@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from include.datasets import meld_sentiment
-from tests.unit.test_cifar10_inference import import_source
+from tests.source_modules import import_source
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "meld_sentiment"
 JSON = "application/json"
@@ -89,19 +89,18 @@ def test_a_clip_without_audio_is_answered_with_a_warning(inference, model, tmp_p
     assert one["warnings"] == ["the clip has no audio track: answered from the text and frames"]
 
 
-def test_a_clip_is_read_from_s3_with_the_endpoint_s_credentials(inference, model, clips):
-    import boto3
-    from moto import mock_aws
-
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="clips")
-        s3.put_object(Bucket="clips", Key="dev/dia0_utt0.mp4", Body=clips[1]["clip"])
-        one = answer(inference, model, json.dumps({"text": clips[1]["text"], "video_s3_uri": "s3://clips/dev/dia0_utt0.mp4"}))
-        check_documented_shape(one)
-        with pytest.raises(inference.InvalidInputError, match=r"cannot read s3://clips/dev/nothing.mp4: NoSuchKey") as caught:
-            inference.input_fn(json.dumps({"text": "hi", "video_s3_uri": "s3://clips/dev/nothing.mp4"}), JSON)
-        assert caught.value.status_code == 400
+def test_a_clip_is_read_from_s3_with_the_endpoint_s_credentials(inference, model, clips, emulator, s3_client,
+                                                                 monkeypatch):
+    # the handler builds its own client, as in the container; here it reaches the local SageMaker's S3
+    monkeypatch.setenv("AWS_ENDPOINT_URL", emulator.endpoint_url)
+    s3 = s3_client
+    s3.create_bucket(Bucket="clips")
+    s3.put_object(Bucket="clips", Key="dev/dia0_utt0.mp4", Body=clips[1]["clip"])
+    one = answer(inference, model, json.dumps({"text": clips[1]["text"], "video_s3_uri": "s3://clips/dev/dia0_utt0.mp4"}))
+    check_documented_shape(one)
+    with pytest.raises(inference.InvalidInputError, match=r"cannot read s3://clips/dev/nothing.mp4: NoSuchKey") as caught:
+        inference.input_fn(json.dumps({"text": "hi", "video_s3_uri": "s3://clips/dev/nothing.mp4"}), JSON)
+    assert caught.value.status_code == 400
 
 
 @pytest.mark.parametrize("body, message", [

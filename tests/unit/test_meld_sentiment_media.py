@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from include.datasets import meld_sentiment
-from tests.unit.test_cifar10_inference import import_source
+from tests.source_modules import import_source
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "meld_sentiment"
 H, W = meld_sentiment.HEIGHT, meld_sentiment.WIDTH

@@ -11,7 +11,7 @@ import pytest
 
 from include.datasets import meld_sentiment
 from include.pipelines.config import load_workload
-from tests.unit.test_cifar10_inference import import_source
+from tests.source_modules import import_source
 from tests.unit.test_meld_sentiment_media import read_event_file
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "meld_sentiment"

@@ -8,9 +8,7 @@ import os
 import tarfile
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from include.pipelines import data as data_mod
 from include.pipelines.config import load_workload
@@ -89,11 +87,15 @@ def test_missing_source_folder_is_a_clear_error(tmp_path):
 
 
 @pytest.fixture
-def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+def s3(s3_client):
+    """An empty bucket on the session's local SageMaker (moto's mock_aws would reset the emulator's state)."""
+    try:
+        s3_client.create_bucket(Bucket=BUCKET)
+    except s3_client.exceptions.BucketAlreadyOwnedByYou:
+        for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            for item in page.get("Contents", []):
+                s3_client.delete_object(Bucket=BUCKET, Key=item["Key"])
+    return s3_client
 
 
 class _CountingS3:

@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 
 from include.datasets.room_detection import sample_plans
-from tests.unit.test_cifar10_inference import import_source
+from tests.source_modules import import_source
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "room_detection"
 IMGSZ = 64

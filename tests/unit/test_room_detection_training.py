@@ -14,7 +14,7 @@ import yaml
 from include.aws_shapes import request_problems
 from include.datasets import room_detection
 from include.pipelines.config import load_workload
-from tests.unit.test_cifar10_inference import import_source
+from tests.source_modules import import_source
 from tests.unit.test_room_detection_inference import SOURCE_DIR
 
 # tiny and quick: the mechanics of the script, not accuracy (the e2e run's gate checks learning)
