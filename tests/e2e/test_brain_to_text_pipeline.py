@@ -9,20 +9,13 @@ import tarfile
 
 import pytest
 
-from include.local_airflow import airflow_environment, dags_test, migrate_db, task_states
+from include.local_airflow import dags_test, task_states
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DAG_ID = "brain_to_text_pipeline"
 GROUP = "brain-to-text-diphone-decoder"
 HELD_OUT = "t15.2025.01.20"
-
-
-@pytest.fixture(scope="module")
-def airflow_env(emulator, tmp_path_factory):
-    env = airflow_environment(tmp_path_factory.mktemp("airflow-home"), emulator.endpoint_url)
-    migrate_db(env)
-    return env
 
 
 def _output(result) -> str:

@@ -283,6 +283,48 @@ def test_update_to_a_good_config_serves_the_new_model(sagemaker_client, runtime_
 
 
 @pytest.mark.slow
+def test_blue_green_update_drops_no_request_under_concurrent_load(sagemaker_client, runtime_client, s3_client):
+    import threading
+
+    old_model = create_model(sagemaker_client, s3_client, unique("load-blue"), scaler_files(2, "blue"))
+    new_model = create_model(sagemaker_client, s3_client, unique("load-green"), scaler_files(10, "green"))
+    old_config = create_config(sagemaker_client, unique("load-blue-cfg"), [instance_variant(old_model)])
+    new_config = create_config(sagemaker_client, unique("load-green-cfg"), [instance_variant(new_model)])
+    endpoint = unique("load-ep")
+    assert deploy(sagemaker_client, endpoint, old_config)["EndpointStatus"] == "InService"
+
+    answers: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client_loop():
+        while not stop.is_set():
+            try:
+                answers.append(invoke_json(runtime_client, endpoint, {"values": [1]})[0]["tag"])
+            except Exception as error:  # any dropped or failed request is what this test looks for
+                failures.append(repr(error))
+
+    clients = [threading.Thread(target=client_loop) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        sagemaker_client.update_endpoint(EndpointName=endpoint, EndpointConfigName=new_config)
+        wait_for_status(sagemaker_client, endpoint, {"InService"})
+        time.sleep(0.5)  # requests keep flowing after the switch
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join()
+    sagemaker_client.delete_endpoint(EndpointName=endpoint)
+
+    assert failures == [], failures[:5]
+    # the old fleet served until the new one was healthy, then the new one took every request
+    assert answers[0] == "blue" and answers[-1] == "green"
+    assert answers.count("blue") > 4 and answers.count("green") > 4, answers
+
+
+@pytest.mark.slow
 def test_failed_update_keeps_old_endpoint_serving(sagemaker_client, runtime_client, s3_client):
     good = create_model(sagemaker_client, s3_client, unique("good"), scaler_files(2, "good"))
     broken = create_model(sagemaker_client, s3_client, unique("broken"), {"code/inference.py": FAILING_MODEL_FN_PY})

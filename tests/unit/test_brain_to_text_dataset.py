@@ -1,5 +1,4 @@
 """The synthetic Brain-to-Text sessions and the dataset that reads them from a folder or streams them from S3."""
-import importlib
 import shutil
 import subprocess
 import sys
@@ -10,24 +9,14 @@ import pytest
 
 from include.datasets import brain_to_text as generator
 from tests.conftest import TEST_BUCKET
+from tests.source_modules import import_source as _import_source
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "brain_to_text"
 SESSIONS = ["t15.2025.01.06", "t15.2025.01.13"]
 
 
 def import_source(name: str, directory: Path = SOURCE_DIR):
-    """Import directory/<name>.py as the container would (its folder on sys.path, so `from dataset import`
-    works), then take its sibling modules out of sys.modules: other workloads have a model.py too."""
-    siblings = {path.stem for path in directory.glob("*.py")}
-    saved = {key: sys.modules.pop(key) for key in siblings if key in sys.modules}
-    sys.path.insert(0, str(directory))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(directory))
-        for key in siblings:
-            sys.modules.pop(key, None)
-        sys.modules.update(saved)
+    return _import_source(name, directory)
 
 
 @pytest.fixture(scope="module")
