@@ -513,3 +513,25 @@ def test_provider_deferrable_operator_trigger_reports_success(provider_env, sour
     assert event.payload["status"] == "success", event.payload
     result = operator.execute_complete({}, event.payload)
     assert result["Training"]["TrainingJobStatus"] == "Completed"
+
+
+def test_a_chained_exception_is_reported_by_the_exception_the_script_raised_last():
+    log = [
+        "Traceback (most recent call last):",
+        '  File "dataset.py", line 1, in _file',
+        "OSError: Unable to synchronously open file (truncated file)",
+        "",
+        "The above exception was the direct cause of the following exception:",
+        "",
+        "Traceback (most recent call last):",
+        '  File "train.py", line 9, in <module>',
+        "dataset.TrialDataError: s3://b/data_train.hdf5: cannot be opened as HDF5",
+        "Traceback (most recent call last):",
+        '  File "sagemaker_training/trainer.py", line 1, in train',
+        "sagemaker_training.errors.ExecuteUserScriptError: ExecuteUserScriptError:",
+        'ErrorMessage "OSError: Unable to synchronously open file (truncated file)"',
+    ]
+    toolkit_failure = 'ExecuteUserScriptError:\nExitCode 1\nErrorMessage "OSError: Unable to synchronously open file' + " x" * 600
+    reason = algorithm_failure_reason(toolkit_failure, log, exit_code=1)
+    assert len(reason) <= MAX_FAILURE_REASON
+    assert "dataset.TrialDataError: s3://b/data_train.hdf5: cannot be opened as HDF5" in reason

@@ -17,7 +17,7 @@ from .hosts import HostFolder
 from .process import ContainerProcess
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-TAIL_LINES = 200
+TAIL_LINES = 1000  # enough for a chained traceback through h5py or torch and the toolkit's echo of it
 
 
 @dataclass

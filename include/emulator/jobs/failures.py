@@ -39,12 +39,15 @@ def script_exception(log_lines: list[str]) -> str | None:
     """The line naming the exception the script died of (``ValueError: bad lr``): the end of the
     last traceback in its output, else the last line that looks like one."""
     log_lines = _rejoined(log_lines)
+    # newest traceback first; the toolkit's own (ExecuteUserScriptError) comes after the script's, and
+    # a chained exception's last traceback names the exception the script raised in the end
     for start in range(len(log_lines) - 1, -1, -1):
         if log_lines[start].startswith("Traceback (most recent call last)"):
             for line in log_lines[start + 1 :]:
-                if not line.startswith((" ", "\t")) and _is_script_exception(line):
-                    return line.strip()
-            break
+                if not line.startswith((" ", "\t")) and _EXCEPTION_LINE.match(line.strip()):
+                    if _is_script_exception(line.strip()):
+                        return line.strip()
+                    break  # the toolkit's wrapper: look at the traceback before it
     candidates = [line.strip() for line in log_lines if _is_script_exception(line.strip())]
     with_message = [line for line in candidates if ":" in line]
     return (with_message or candidates or [None])[-1]
