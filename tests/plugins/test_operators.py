@@ -8,7 +8,7 @@ import tarfile
 from types import SimpleNamespace
 
 import pytest
-from airflow.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
 from sagemaker_pipelines_plugin.endpoints import SageMakerDeleteEndpointOperator
 from sagemaker_pipelines_plugin.resources import SageMakerCreateModelOnceOperator
