@@ -13,13 +13,15 @@ import uuid
 
 from .errors import ModelError, RuntimeValidationError
 from .sagemaker.hosting import EndpointStore
-from .serving.fleet import InvocationTimeout, ModelServerUnavailable, UnknownVariant, log_group_name
+from .serving.fleet import (InvocationTimeout, ModelServerUnavailable, ServerRetired, UnknownVariant,
+                            log_group_name)
 
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit for real-time endpoints
 MAX_SERVERLESS_PAYLOAD_BYTES = 4 * 1024 * 1024
 INVOCATION_TIMEOUT_S = 60.0  # SageMaker gives a container 60 s to answer
+_ROUTING_ATTEMPTS = 3  # a request that meets a retired instance is routed again, this many times in all
 SERVING_STATUSES = {"InService", "Updating", "SystemUpdating"}  # an update keeps the old fleet serving
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
@@ -46,14 +48,22 @@ def _model_error(ctx, endpoint_name: str, status: int, text: str) -> ModelError:
     )
 
 
+def _unavailable(ctx, endpoint_name: str, variant: str, exc: Exception) -> ModelError:
+    log.warning("endpoint %s variant %s: %s", endpoint_name, variant, exc)
+    return ModelError(
+        f'Received server error (0) from primary with message "The container is not answering: {exc}.". '
+        f"{_log_hint(ctx, endpoint_name)}",
+        LogStreamArn=_log_group_arn(ctx, endpoint_name),
+    )
+
+
 def _payload_too_large(limit: int) -> tuple[int, dict, bytes]:
     # SageMaker's front end refuses an oversize body with a bare 413, before any error code exists
     body = json.dumps({"message": f"HTTP content length exceeded {limit} bytes."}).encode()
     return 413, {"Content-Type": "application/json"}, body
 
 
-def invoke_endpoint(ctx, endpoint_name: str, request) -> tuple[int, dict, bytes]:
-    """Answer one InvokeEndpoint request: (status, headers, body), or raise an AwsError."""
+def _serving_deployment(ctx, endpoint_name: str):
     record = ctx.emulator.store(EndpointStore).find(ctx.region, endpoint_name)
     if record is None:
         raise RuntimeValidationError(f"Endpoint {endpoint_name} of account {ctx.account_id} not found.")
@@ -63,14 +73,23 @@ def invoke_endpoint(ctx, endpoint_name: str, request) -> tuple[int, dict, bytes]
         raise RuntimeValidationError(
             f"Endpoint {endpoint_name} of account {ctx.account_id} is not in service: its status is {status}. "
             "Invoke it once DescribeEndpoint shows InService.")
+    return deployment
 
-    target = request.headers.get("X-Amzn-SageMaker-Target-Variant")
+
+def _route(deployment, endpoint_name: str, target: str | None):
     try:
-        variant, server = deployment.route(target)
+        return deployment.route(target)
     except UnknownVariant:
         raise RuntimeValidationError(
             f'Invalid target variant "{target}" for endpoint {endpoint_name}: '
             f"its variants are {', '.join(deployment.variants)}.") from None
+
+
+def invoke_endpoint(ctx, endpoint_name: str, request) -> tuple[int, dict, bytes]:
+    """Answer one InvokeEndpoint request: (status, headers, body), or raise an AwsError."""
+    target = request.headers.get("X-Amzn-SageMaker-Target-Variant")
+    deployment = _serving_deployment(ctx, endpoint_name)
+    variant, server = _route(deployment, endpoint_name, target)
 
     body = request.get_data()
     if deployment.variants[variant].spec.is_serverless:
@@ -81,22 +100,26 @@ def invoke_endpoint(ctx, endpoint_name: str, request) -> tuple[int, dict, bytes]
         return _payload_too_large(MAX_PAYLOAD_BYTES)
 
     headers = {name: request.headers[name] for name in _FORWARDED_HEADERS if request.headers.get(name)}
-    try:
-        answer_status, answer_headers, answer = server.invoke(body, headers, INVOCATION_TIMEOUT_S)
-    except InvocationTimeout:
-        raise ModelError(
-            'Received server error (0) from primary with message "Your invocation timed out while waiting for a '
-            "response from container primary. Review the latency metrics for each container in Amazon CloudWatch, "
-            f'resolve the issue, and try again.". {_log_hint(ctx, endpoint_name)}',
-            LogStreamArn=_log_group_arn(ctx, endpoint_name),
-        ) from None
-    except ModelServerUnavailable as exc:
-        log.warning("endpoint %s variant %s: %s", endpoint_name, variant, exc)
-        raise ModelError(
-            f'Received server error (0) from primary with message "The container is not answering: {exc}.". '
-            f"{_log_hint(ctx, endpoint_name)}",
-            LogStreamArn=_log_group_arn(ctx, endpoint_name),
-        ) from None
+    for attempt in range(1, _ROUTING_ATTEMPTS + 1):
+        try:
+            answer_status, answer_headers, answer = server.invoke(body, headers, INVOCATION_TIMEOUT_S)
+            break
+        except ServerRetired as exc:
+            # an update retired the instance between routing and sending: the load balancer sends the
+            # request to the fleet that serves now, as SageMaker's does, rather than dropping it
+            if attempt == _ROUTING_ATTEMPTS:
+                raise _unavailable(ctx, endpoint_name, variant, exc) from None
+            deployment = _serving_deployment(ctx, endpoint_name)
+            variant, server = _route(deployment, endpoint_name, target)
+        except InvocationTimeout:
+            raise ModelError(
+                'Received server error (0) from primary with message "Your invocation timed out while waiting for a '
+                "response from container primary. Review the latency metrics for each container in Amazon CloudWatch, "
+                f'resolve the issue, and try again.". {_log_hint(ctx, endpoint_name)}',
+                LogStreamArn=_log_group_arn(ctx, endpoint_name),
+            ) from None
+        except ModelServerUnavailable as exc:
+            raise _unavailable(ctx, endpoint_name, variant, exc) from None
 
     if not 200 <= answer_status < 300:
         raise _model_error(ctx, endpoint_name, answer_status, answer.decode("utf-8", errors="replace"))

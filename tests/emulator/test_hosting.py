@@ -325,6 +325,37 @@ def test_blue_green_update_drops_no_request_under_concurrent_load(sagemaker_clie
 
 
 @pytest.mark.slow
+def test_a_request_routed_just_before_an_update_retired_its_instance_reaches_the_new_fleet(
+        emulator, sagemaker_client, runtime_client, s3_client, monkeypatch):
+    from include.emulator import runtime
+    from include.emulator.sagemaker.hosting import EndpointStore
+
+    old_model = create_model(sagemaker_client, s3_client, unique("race-blue"), scaler_files(2, "blue"))
+    new_model = create_model(sagemaker_client, s3_client, unique("race-green"), scaler_files(10, "green"))
+    old_config = create_config(sagemaker_client, unique("race-blue-cfg"), [instance_variant(old_model)])
+    new_config = create_config(sagemaker_client, unique("race-green-cfg"), [instance_variant(new_model)])
+    endpoint = unique("race-ep")
+    deploy(sagemaker_client, endpoint, old_config)
+    old_deployment = emulator.emulator.store(EndpointStore).find(TEST_REGION, endpoint).deployment
+    old_pids = {server.pid for server in old_deployment.processes()}
+
+    sagemaker_client.update_endpoint(EndpointName=endpoint, EndpointConfigName=new_config)
+    wait_for_status(sagemaker_client, endpoint, {"InService"})
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in old_pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in old_pids), "the old fleet was not retired"
+
+    # the request read the endpoint's deployment before the switch and reaches the old instance after it
+    current = runtime._serving_deployment
+    snapshots = iter([old_deployment])
+    monkeypatch.setattr(runtime, "_serving_deployment",
+                        lambda ctx, name: next(snapshots, None) or current(ctx, name))
+    assert invoke_json(runtime_client, endpoint, {"values": [1]})[0] == {"tag": "green", "outputs": [10]}
+    sagemaker_client.delete_endpoint(EndpointName=endpoint)
+
+
+@pytest.mark.slow
 def test_failed_update_keeps_old_endpoint_serving(sagemaker_client, runtime_client, s3_client):
     good = create_model(sagemaker_client, s3_client, unique("good"), scaler_files(2, "good"))
     broken = create_model(sagemaker_client, s3_client, unique("broken"), {"code/inference.py": FAILING_MODEL_FN_PY})

@@ -62,6 +62,10 @@ class ModelServerUnavailable(Exception):
     """The instance's server cannot be reached (it exited, or is stopping)."""
 
 
+class ServerRetired(ModelServerUnavailable):
+    """The instance was taken out of service before the request reached it (an update replaced it)."""
+
+
 class InvocationTimeout(Exception):
     pass
 
@@ -195,7 +199,9 @@ class ModelServerProcess:
     def invoke(self, body: bytes, headers: dict[str, str], timeout_s: float) -> tuple[int, dict[str, str], bytes]:
         """POST /invocations; raises InvocationTimeout or ModelServerUnavailable."""
         with self._idle:
-            if self._stopped or not self.running() or self._read_port() is None:
+            if self._stopped:
+                raise ServerRetired(f"instance {self.instance_id} was taken out of service")
+            if not self.running() or self._read_port() is None:
                 raise ModelServerUnavailable(self._unavailable_reason())
             self._inflight += 1
         connection = http.client.HTTPConnection("127.0.0.1", self._port, timeout=timeout_s)
