@@ -11,7 +11,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from include.emulator.jobs.failures import MAX_FAILURE_REASON, algorithm_failure_reason
+from include.emulator.jobs.failures import MAX_FAILURE_REASON, algorithm_failure_reason, recorded_exception
 from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_ROLE_ARN
 
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-cpu-py311-ubuntu22.04-sagemaker"
@@ -28,10 +28,19 @@ TRAIN_PY = textwrap.dedent(
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--empty-batch", type=int, default=0)
     args = parser.parse_args()
+
+    class EmptyBatch(Exception):  # a name no log parser could know for an exception
+        pass
 
     if args.learning_rate > 1:
         raise ValueError(f"bad lr {args.learning_rate}: must be at most 1")
+    if args.empty_batch:
+        try:
+            {}["samples"]
+        except KeyError as missing:
+            raise EmptyBatch(f"batch {args.empty_batch} holds no samples") from missing
 
     model_dir = os.environ["SM_MODEL_DIR"]
     train_dir = os.environ["SM_CHANNEL_TRAIN"]
@@ -278,6 +287,17 @@ def test_failing_script_fails_the_job_with_its_own_error(failed_job):
 
 
 @pytest.mark.slow
+def test_the_failure_reason_names_the_exception_the_script_died_of_whatever_its_class(
+        sagemaker_client, source_uri, train_channel_uri):
+    name = "unit-train-empty-batch"
+    sagemaker_client.create_training_job(**training_request(name, source_uri, train_channel_uri, empty_batch=3))
+    job = wait_until_done(sagemaker_client, name)
+    assert job["TrainingJobStatus"] == "Failed"
+    # as Python prints it (no module for __main__), whether or not the toolkit's relay split the line
+    assert "EmptyBatch: batch 3 holds no samples" in job["FailureReason"], job["FailureReason"]
+
+
+@pytest.mark.slow
 def test_max_runtime_stops_the_job(sagemaker_client, source_uri, train_channel_uri):
     name = "unit-train-timeout"
     sagemaker_client.create_training_job(**training_request(name, source_uri, train_channel_uri, max_runtime=4, sleep=120))
@@ -446,6 +466,28 @@ def test_failure_reason_restores_the_exception_line_the_toolkit_mangles():
     reason = algorithm_failure_reason(toolkit_failure, log, exit_code=1)
     assert reason.startswith("AlgorithmError: ExecuteUserScriptError:")
     assert "ValueError: bad lr" in reason and reason.endswith(", exit code: 1")
+
+
+def test_the_recorded_exception_outranks_a_log_line_the_toolkit_split(tmp_path):
+    # the toolkit relays output in read() chunks: a chunk can end in the middle of any line
+    log = ["Traceback (most recent call last):", '  File "train.py", line 9', "dataset.TrialDataError:",
+           " s3://b/data_val.hdf5: trial_0002 lacks the dataset 'seq_class_ids'"]
+    for index, text in enumerate([
+        "dataset.TrialDataError: s3://b/data_val.hdf5: trial_0002 lacks the dataset 'seq_class_ids'",  # rank 0, first
+        "RuntimeError: Connection closed by peer",  # rank 1, after rank 0 died
+        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: train.py FAILED",
+    ]):
+        (tmp_path / f"{index:020d}-{100 + index}.txt").write_text(text)
+    recorded = recorded_exception(tmp_path)
+    assert recorded == "dataset.TrialDataError: s3://b/data_val.hdf5: trial_0002 lacks the dataset 'seq_class_ids'"
+    reason = algorithm_failure_reason('ExecuteUserScriptError:\nExitCode 1\nErrorMessage ""', log, 1, recorded)
+    assert recorded in reason
+    assert recorded_exception(tmp_path / "absent") is None
+
+
+def test_a_torchrun_wrapper_alone_is_not_taken_for_the_scripts_exception(tmp_path):
+    (tmp_path / "1-1.txt").write_text("torch.distributed.elastic.multiprocessing.errors.ChildFailedError: train.py FAILED")
+    assert recorded_exception(tmp_path) is None
 
 
 def test_failure_reason_without_failure_file_quotes_the_last_traceback():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 MAX_FAILURE_REASON = 1024  # DescribeTrainingJob returns at most the first 1024 characters
 
@@ -13,6 +14,7 @@ _TOOLKIT_ERRORS = {
     "InstallRequirementsError",
     "ImportModuleError",
     "SMTrainingCompilerConfigurationError",
+    "ChildFailedError",  # torchrun's, after a worker died of its own exception
 }
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(?P<name>[A-Za-z_]\w*(?:Error|Exception|Interrupt|Exit))(?::.*)?$")
 
@@ -68,11 +70,28 @@ def _error_excerpt(log_lines: list[str]) -> str:
     return "\n".join(log_lines[start:]).strip()
 
 
-def algorithm_failure_reason(failure_file_text: str | None, log_lines: list[str], exit_code: int) -> str:
+def recorded_exception(directory: Path) -> str | None:
+    """The exception the first of a host's processes died of, as its sitecustomize recorded it
+    (``dataset.TrialDataError: <message>``), passing over the toolkit's and torchrun's wrappers."""
+    if not directory.is_dir():
+        return None
+    for path in sorted(directory.glob("*.txt")):
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        name = text.split(":", 1)[0].strip().rsplit(".", 1)[-1]
+        if text and name not in _TOOLKIT_ERRORS:
+            return text
+    return None
+
+
+def algorithm_failure_reason(failure_file_text: str | None, log_lines: list[str], exit_code: int,
+                             recorded: str | None = None) -> str:
     """``AlgorithmError: <output/failure or error output>, exit code: N``, capped at 1024 characters
-    and always holding the script's own exception line (the toolkit's failure file mangles it)."""
+    and always holding the script's own exception line (the toolkit's failure file mangles it).
+
+    ``recorded`` is that line as the script's process recorded it; without it, it is read from the
+    log, where the toolkit's relaying may have split it."""
     detail = (failure_file_text or "").strip() or _error_excerpt(log_lines) or "the training process exited without output"
-    exception = script_exception(log_lines)
+    exception = recorded or script_exception(log_lines)
     if exception and exception not in detail:
         detail = f"{detail}\n{exception}"
     return cap_keeping(f"AlgorithmError: {detail}, exit code: {exit_code}", exception)

@@ -66,6 +66,11 @@ class HostFolder:
     def failure_file(self) -> Path:
         return self.output_dir / "failure"
 
+    @property
+    def exceptions_dir(self) -> Path:
+        """Where the job's processes record the exception they die of (job_site/sitecustomize.py)."""
+        return self.base / "emulator" / "exceptions"
+
     def channel_dir(self, channel: str) -> Path:
         return self.data_dir / channel
 

@@ -32,7 +32,7 @@ from ..faults import FaultTagError, faults_for
 from . import entrypoints, staging
 from .checkpoints import CheckpointSync
 from .cluster import Cluster
-from .failures import MAX_FAILURE_REASON, algorithm_failure_reason
+from .failures import MAX_FAILURE_REASON, algorithm_failure_reason, recorded_exception
 from .folder_sync import FolderSync
 from .hosts import DEFAULT_CHECKPOINT_PATH, HostFolder, host_names, input_data_config, is_container_path, resource_config
 from .network import free_port, network_environment
@@ -288,7 +288,8 @@ class TrainingRunner:
         if failure is not None:
             failure_file = failure.host.failure_file
             failure_text = failure_file.read_text(errors="replace") if failure_file.exists() else None
-            self._fail(algorithm_failure_reason(failure_text, list(failure.tail), failure.exit_code))
+            self._fail(algorithm_failure_reason(failure_text, list(failure.tail), failure.exit_code,
+                                                recorded_exception(failure.host.exceptions_dir)))
             return False
 
         job.transition("Uploading", "Uploading generated training model")
@@ -418,6 +419,7 @@ class TrainingRunner:
             TRAINING_JOB_ARN=self.job.arn,
             S3_ENDPOINT_URL=self.emulator.endpoint_url,
             PYTHONUNBUFFERED="1",  # as the framework images set it: lines reach CloudWatch as printed
+            EMULATOR_EXCEPTION_DIR=str(host.exceptions_dir),
         )
         env.update(network_environment(hosts, master_port, env, self.emulator.settings.python))
         return env

@@ -11,6 +11,10 @@ host names mean loopback before any code of the job runs:
   and the SDK's drivers give torchrun) and the MASTER_ADDR variable become 127.0.0.1, and
   SageMaker's fixed master port 7777 becomes this job's own free port, so jobs never collide.
 
+It also records the exception a process dies of (EMULATOR_EXCEPTION_DIR): the toolkit relays the
+script's output in read() chunks that can split any line, so the runner takes the exception that
+names the FailureReason from here rather than from the relayed log.
+
 It does nothing outside a job (EMULATOR_JOB_HOSTS unset), and hands over to any other
 sitecustomize further along sys.path.
 """
@@ -76,6 +80,27 @@ def _rewrite_environment():
         os.environ["MASTER_PORT"] = _local_port(os.environ["MASTER_PORT"])
 
 
+def _record_uncaught_exceptions(directory):
+    previous = sys.excepthook
+
+    def record(kind, value, traceback):
+        try:
+            import time
+            import traceback as tracebacks
+
+            text = "".join(tracebacks.format_exception_only(kind, value)).strip()
+            os.makedirs(directory, exist_ok=True)
+            # one file per process, named so that sorting puts the earliest death first
+            path = os.path.join(directory, f"{time.time_ns():020d}-{os.getpid()}.txt")
+            with open(path, "w", encoding="utf-8") as file:
+                file.write(text)
+        except Exception:  # recording is a convenience: the process's own report must still happen
+            pass
+        previous(kind, value, traceback)
+
+    sys.excepthook = record
+
+
 def _run_next_sitecustomize():
     import importlib.machinery
     import importlib.util
@@ -88,6 +113,8 @@ def _run_next_sitecustomize():
         spec.loader.exec_module(module)
 
 
+if os.environ.get("EMULATOR_EXCEPTION_DIR"):
+    _record_uncaught_exceptions(os.environ["EMULATOR_EXCEPTION_DIR"])
 if _HOSTS:
     _patch_name_resolution()
     _rewrite_environment()
