@@ -20,10 +20,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.amazon.aws.operators.sagemaker import (
-    SageMakerRegisterModelVersionOperator,
-    SageMakerTransformOperator,
-)
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerRegisterModelVersionOperator
 from airflow.sdk import Param, chain, dag, task
 
 from include.pipelines.config import load_workload
@@ -39,6 +36,7 @@ from include.pipelines.tasks import (
     upload_data,
 )
 from sagemaker_pipelines_plugin.training import SageMakerResumableTrainingOperator
+from sagemaker_pipelines_plugin.transform import SageMakerResumableTransformOperator
 
 WORKLOAD = load_workload("brain_to_text")
 
@@ -78,7 +76,7 @@ def brain_to_text_pipeline():
     version = model_version(train.output, settings)
     # expand_kwargs: the version's image, artifact and metadata exist only once the job has run
     register = SageMakerRegisterModelVersionOperator.partial(task_id="register_model").expand_kwargs(version)
-    decode = SageMakerTransformOperator(
+    decode = SageMakerResumableTransformOperator(
         task_id="batch_decode",
         config=transform_config(requests["transform"], register.output, settings),
         deferrable=True,

@@ -16,11 +16,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.amazon.aws.operators.sagemaker import (
-    SageMakerEndpointOperator,
-    SageMakerTransformOperator,
-    SageMakerTuningOperator,
-)
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator
 from airflow.sdk import Param, chain, dag, task
 from airflow.sdk.bases.operator import TriggerRule
 
@@ -40,6 +36,8 @@ from sagemaker_pipelines_plugin.resources import (
     SageMakerCreateModelOnceOperator,
 )
 from sagemaker_pipelines_plugin.training import SageMakerResumableTrainingOperator
+from sagemaker_pipelines_plugin.transform import SageMakerResumableTransformOperator
+from sagemaker_pipelines_plugin.tuning import SageMakerResumableTuningOperator
 
 WORKLOAD = load_workload("cifar10")
 
@@ -104,7 +102,9 @@ def cifar10_pipeline():
     requests = plan(settings, channels, package_source(settings))
 
     # body: tune, then train the final model with the best hyperparameters
-    tune = SageMakerTuningOperator(task_id="tune", config=requests["tuning"], deferrable=True, check_interval=10)
+    tune = SageMakerResumableTuningOperator(
+        task_id="tune", config=requests["tuning"], deferrable=True, check_interval=10
+    )
     training_config = final_training_request(requests["training"])
     train = SageMakerResumableTrainingOperator(
         task_id="train", config=training_config, deferrable=True, check_interval=10, print_log=True
@@ -121,7 +121,7 @@ def cifar10_pipeline():
     )
     autoscaling = enable_autoscaling(requests["autoscaling"])
     smoke = smoke_test(requests["endpoint_name"])
-    transform = SageMakerTransformOperator(
+    transform = SageMakerResumableTransformOperator(
         task_id="batch_transform", config=requests["transform"], deferrable=True, check_interval=10,
         check_if_model_exists=False,
     )

@@ -39,3 +39,13 @@ def resource_name(workload: str, kind: str, run_id: str, *, attempt_key: str = "
     name = f"{prefix}-{digest}" if prefix else digest
     assert NAME_PATTERN.match(name), name  # by construction; a failure here is a bug in this module
     return name
+
+
+def idempotency_token(*parts: str) -> str:
+    """A ClientToken for a Create* call that a retry repeats: the same parts give the same token.
+
+    SageMaker answers a repeated call carrying a token it has seen with what the first call
+    created, so a retried task does not create the resource twice (botocore would otherwise fill
+    in a fresh random token on every call).
+    """
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]

@@ -347,7 +347,8 @@ def transform_input_uri(cfg: WorkloadConfig) -> str:
 # --- model registry ----------------------------------------------------------------------------
 
 def build_model_package_request(cfg: WorkloadConfig, *, image_uri: str, model_data_url: str, description: str = "",
-                                metadata: dict[str, str] | None = None, region: str | None = None) -> dict:
+                                metadata: dict[str, str] | None = None, region: str | None = None,
+                                client_token: str | None = None) -> dict:
     """CreateModelPackage: a new version in registry.model_package_group, deployable as CreateModel runs it.
 
     The content types come from `transform:` (else JSON), the instance types from `transform:` and
@@ -375,6 +376,8 @@ def build_model_package_request(cfg: WorkloadConfig, *, image_uri: str, model_da
     }
     if metadata:
         request["CustomerMetadataProperties"] = {str(k): str(v) for k, v in metadata.items()}
+    if client_token:
+        request["ClientToken"] = client_token
     return _validated("CreateModelPackage", request)
 
 

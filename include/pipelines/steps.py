@@ -293,6 +293,7 @@ def model_version_request(settings: dict, training_description: dict) -> dict:
     """CreateModelPackage for the model a finished job trained, its gate metric and job as metadata."""
     from . import images, requests
     from .evaluation import final_metric
+    from .naming import idempotency_token
 
     cfg = run_config(settings)
     job = training_description["TrainingJobName"]
@@ -304,6 +305,8 @@ def model_version_request(settings: dict, training_description: dict) -> dict:
         model_data_url=training_description["ModelArtifacts"]["S3ModelArtifacts"],
         description=f"Trained by {job}: {metric} {value:.4f}",
         metadata={"training-job": job, metric: f"{value:.6f}"},
+        # one version per trained model: a retried register task gets the version its first try made
+        client_token=idempotency_token("model-package", job),
     )
 
 

@@ -3,7 +3,6 @@ teardown leaves nothing behind."""
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from types import SimpleNamespace
 
@@ -13,23 +12,12 @@ from airflow.sdk.exceptions import AirflowFailException
 from sagemaker_pipelines_plugin.endpoints import SageMakerDeleteEndpointOperator
 from sagemaker_pipelines_plugin.resources import SageMakerCreateModelOnceOperator
 from sagemaker_pipelines_plugin.training import SageMakerResumableTrainingOperator, attempt_job_name
-from tests.conftest import TEST_BUCKET, TEST_REGION
+from tests.conftest import TEST_BUCKET
 from tests.emulator.test_training_jobs import TRAIN_PY, training_request, wait_until_done
 
 pytestmark = pytest.mark.slow
 PREFIX = "plugin-tests"
 INFERENCE_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311-ubuntu22.04-sagemaker"
-
-
-@pytest.fixture(autouse=True)
-def aws_default(emulator, monkeypatch):
-    connection = {
-        "conn_type": "aws",
-        "login": "testing",
-        "password": "testing",
-        "extra": {"region_name": TEST_REGION, "endpoint_url": emulator.endpoint_url},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +79,13 @@ def test_a_failure_in_the_training_code_is_not_retried_and_shows_its_message(sou
         _operator(_request("plugin-bad-lr", source_uri, learning_rate=5)).execute(_context(1))
 
 
-def test_attempt_names_stay_within_sagemakers_limit():
-    assert attempt_job_name("a" * 63, 3) == "a" * 56 + "-retry2"
+def test_attempt_names_stay_within_sagemakers_limit_and_keep_the_run_hash():
+    assert attempt_job_name("a" * 63, 3) == "a" * 45 + "-" + "a" * 10 + "-retry2"
     assert len(attempt_job_name("a" * 63, 12)) == 63
+    # two runs' names differ only in their hash: their retries must too
+    first, second = "acoustic-shield-tune-3f9a1c2b7d", "acoustic-shield-tune-0c4e8d1a95"
+    assert attempt_job_name(first, 2, 32) == "acoustic-shiel-3f9a1c2b7d-retry1"  # 32 characters
+    assert attempt_job_name(first, 2, 32) != attempt_job_name(second, 2, 32)
 
 
 def test_create_model_once_keeps_the_model_of_an_earlier_try(sagemaker_client, s3_client):

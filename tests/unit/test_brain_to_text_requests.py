@@ -85,6 +85,10 @@ def test_the_model_version_carries_the_container_content_types_and_gate_metric(c
     assert kwargs["model_url"] == container["ModelDataUrl"] and kwargs["image_uri"] == container["Image"]
     assert kwargs["package_group_name"] == "brain-to-text-diphone-decoder"
     assert kwargs["extras"]["InferenceSpecification"] == specification and kwargs["extras"]["ModelApprovalStatus"] == "Approved"
+    # a retried register task repeats the call with the same token, so SageMaker returns the same version
+    assert kwargs["extras"]["ClientToken"] == model_version.function({"Training": description}, settings)[0]["extras"]["ClientToken"]
+    other_job = {**description, "TrainingJobName": "b2t-train-1-retry1"}
+    assert model_version.function({"Training": other_job}, settings)[0]["extras"]["ClientToken"] != kwargs["extras"]["ClientToken"]
 
 
 def test_plan_has_training_and_the_batch_decode_of_the_held_out_session_and_no_endpoint(cfg):

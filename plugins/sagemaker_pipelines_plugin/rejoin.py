@@ -1,0 +1,129 @@
+"""Rejoin, return or resubmit the job of an earlier try, so a retried task never pays twice.
+
+The provider's job operators submit a new job on every try (training and transform under a
+timestamped name, tuning under the same name, which then fails as a duplicate). A worker that dies
+while a job runs therefore makes the retry start and bill a second one, or fail on the first. Here
+each try first looks at the jobs of the earlier tries of the same run and task, newest first: a
+running one is rejoined, a completed one is returned, and only a failed or stopped one is
+resubmitted, under a name derived from the try number.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.sdk.exceptions import AirflowException
+
+NAME_TAIL = 10  # our names end in a per-run hash (include.pipelines.naming): a shortened name keeps it
+# A Stopping job will not complete: like a stopped or failed one, it is replaced, not rejoined
+RUNNING = ("InProgress",)
+
+
+def attempt_job_name(base: str, try_number: int, max_length: int = 63) -> str:
+    """The job name of one try: the planned name first, then '<name>-retry<N>', within max_length.
+
+    A name too long for the suffix loses characters from its middle, not its end, where names
+    carry what tells two runs apart.
+    """
+    if try_number <= 1:
+        return base
+    suffix = f"-retry{try_number - 1}"
+    if len(base) + len(suffix) <= max_length:
+        return base + suffix
+    head = base[: max_length - len(suffix) - NAME_TAIL - 1].rstrip("-")
+    return f"{head}-{base[-NAME_TAIL:].lstrip('-')}{suffix}"
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """How one kind of SageMaker job is named, described and waited for."""
+
+    label: str  # for log lines: "Training", "Tuning", "Transform"
+    status_key: str  # in the Describe* answer: "TrainingJobStatus"
+    trigger_type: str  # SageMakerTrigger's job_type
+    max_name_length: int = 63
+
+
+class RejoinEarlierTryMixin:
+    """Mixed in before a provider job operator: execute() looks for an earlier try's job first.
+
+    A subclass says where its config keeps the job name, how to describe a job, and what the
+    operator returns for a finished one; the provider operator's own execute() submits a new job.
+    """
+
+    job_kind: JobKind
+
+    def job_name(self) -> str:
+        raise NotImplementedError
+
+    def set_job_name(self, name: str) -> None:
+        raise NotImplementedError
+
+    def describe_job(self, name: str) -> dict:
+        raise NotImplementedError
+
+    def finished_result(self, name: str) -> dict:
+        raise NotImplementedError
+
+    def find_job(self, name: str) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.describe_job(name)
+        except ClientError as error:
+            # SageMaker answers a describe of an unknown job with ValidationException or ResourceNotFound
+            if error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+                return None
+            raise
+
+    def execute(self, context) -> dict:
+        kind = self.job_kind
+        base = self.job_name()
+        try_number = context["ti"].try_number
+        for earlier in range(try_number - 1, 0, -1):
+            name = attempt_job_name(base, earlier, kind.max_name_length)
+            description = self.find_job(name)
+            if description is None:
+                continue
+            status = description[kind.status_key]
+            self.set_job_name(name)
+            if status == "Completed":
+                self.log.info("%s job %s of an earlier try already completed; using it.", kind.label, name)
+                return self.finished_result(name)
+            if status in RUNNING:
+                self.log.info("Rejoining %s job %s of an earlier try (%s).", kind.label.lower(), name, status)
+                return self.wait_for(name)
+            self.log.info("%s job %s of an earlier try ended %s; submitting a new one.", kind.label, name, status)
+            break
+        self.set_job_name(attempt_job_name(base, try_number, kind.max_name_length))
+        return self.submit(context)
+
+    def submit(self, context) -> dict:
+        return super().execute(context)
+
+    def wait_for(self, name: str) -> dict:
+        """Wait for a running job as the operator would have: deferred to the triggerer, or polling here."""
+        if self.deferrable:
+            self.defer(
+                trigger=SageMakerTrigger(
+                    job_name=name,
+                    job_type=self.job_kind.trigger_type,
+                    waiter_delay=self.check_interval,
+                    waiter_max_attempts=getattr(self, "max_attempts", None) or 480,
+                    aws_conn_id=self.aws_conn_id,
+                    region_name=self.region_name,
+                    verify=self.verify,
+                    botocore_config=self.botocore_config,
+                ),
+                method_name="execute_complete",
+            )
+        self.hook.check_status(
+            name, self.job_kind.status_key, self.describe_job, self.check_interval, self.max_ingestion_time
+        )
+        description = self.describe_job(name)
+        status = description[self.job_kind.status_key]
+        if status != "Completed":  # check_status takes Stopped for done: here it means try again
+            raise AirflowException(
+                f"{self.job_kind.label} job {name} ended {status}: {description.get('FailureReason', 'stopped')}"
+            )
+        return self.execute_complete({}, {"status": "success", "job_name": name})

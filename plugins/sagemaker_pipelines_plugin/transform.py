@@ -1,0 +1,56 @@
+"""A batch transform operator that rejoins its run's transform job after a retry.
+
+The provider's SageMakerTransformOperator submits under a timestamped name when the planned one
+exists, so every retry transforms (and bills) the whole data set again. Here a retry rejoins the
+running job or returns the completed one, and only a failed or stopped job is submitted again.
+"""
+from __future__ import annotations
+
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTransformOperator
+
+from sagemaker_pipelines_plugin.rejoin import JobKind, RejoinEarlierTryMixin
+
+
+class SageMakerResumableTransformOperator(RejoinEarlierTryMixin, SageMakerTransformOperator):
+    """SageMakerTransformOperator that rejoins, returns or resubmits its run's transform job."""
+
+    job_kind = JobKind(label="Transform", status_key="TransformJobStatus", trigger_type="Transform")
+
+    def __init__(self, **kwargs):
+        kwargs["action_if_job_exists"] = "fail"  # the name is chosen per try here, never timestamped
+        super().__init__(**kwargs)
+
+    def _transform_config(self) -> dict:
+        return self.config.get("Transform", self.config)
+
+    def job_name(self) -> str:
+        return self._transform_config()["TransformJobName"]
+
+    def set_job_name(self, name: str) -> None:
+        self._transform_config()["TransformJobName"] = name
+
+    def describe_job(self, name: str) -> dict:
+        return self.hook.describe_transform_job(name)
+
+    def finished_result(self, name: str) -> dict:
+        return self.serialize_result(name)
+
+    def submit(self, context) -> dict:
+        # the model the config creates alongside the job has a per-run name too: an earlier try's is
+        # the same model, where the provider would create a timestamped copy
+        model = self.config.get("Model")
+        if model and self._model_exists(model["ModelName"]):
+            self.log.info("Model %s exists from an earlier try; keeping it.", model["ModelName"])
+            self.config = self.config["Transform"]
+        return super().submit(context)
+
+    def _model_exists(self, name: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.hook.describe_model(name)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ValidationException":
+                return False
+            raise
+        return True
