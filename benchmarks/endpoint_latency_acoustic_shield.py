@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SOURCE_DIR = ROOT / "training_src" / "acoustic_shield"
+SHARED_SOURCE_DIR = ROOT / "training_src" / "shared"
 CLIP_SECONDS = (1.0, 5.0)
 REGION = "us-east-1"
 
@@ -48,7 +49,8 @@ def train_small_model(work: Path) -> Path:
     data = generate(work / "data", clips_per_class=4, validation_per_class=1, max_seconds=1.0)
     model_dir = work / "model"
     env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "SM_OUTPUT_DATA_DIR": str(work / "output"), "SM_NUM_GPUS": "0",
-           "SM_CHANNEL_TRAIN": str(data / "train"), "SM_CHANNEL_VALIDATION": str(data / "validation")}
+           "SM_CHANNEL_TRAIN": str(data / "train"), "SM_CHANNEL_VALIDATION": str(data / "validation"),
+           "PYTHONPATH": str(SHARED_SOURCE_DIR)}  # beside train.py in the container's sourcedir
     flags = ["--model-name-or-path", "offline-tiny", "--epochs", "1", "--max-audio-length", "80000",
              "--freeze-feature-encoder", "false", "--num-workers", "0", "--learning-rate", "0.003", "--warmup-steps", "1"]
     result = subprocess.run([sys.executable, "train.py", *flags], cwd=SOURCE_DIR, env=env, capture_output=True, text=True)

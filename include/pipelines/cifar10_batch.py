@@ -20,9 +20,12 @@ INPUT_NAME = "test_batch.jsonl"
 
 
 def _train_module(cfg):
-    """train.py as its container imports it: its folder on sys.path (it imports its sibling model.py)."""
+    """train.py as its container imports it: its folder and the shared modules on sys.path (it imports
+    its sibling model.py, and sagemaker_hyperparameters, which the packager puts beside it)."""
+    from .packaging import SHARED_SOURCE_DIR
+
     siblings = {path.stem for path in cfg.source_path.glob("*.py")}
-    sys.path.insert(0, str(cfg.source_path))
+    sys.path[:0] = [str(cfg.source_path), str(SHARED_SOURCE_DIR)]
     try:
         spec = importlib.util.spec_from_file_location("cifar10_train", cfg.source_path / "train.py")
         module = importlib.util.module_from_spec(spec)
@@ -30,6 +33,7 @@ def _train_module(cfg):
         return module
     finally:
         sys.path.remove(str(cfg.source_path))
+        sys.path.remove(str(SHARED_SOURCE_DIR))
         for name in siblings:  # other workloads have a model.py too
             sys.modules.pop(name, None)
 

@@ -2,7 +2,8 @@
 
 `package_source` writes the same bytes for the same files, whatever their mtimes, owners or the
 order the file system lists them in, so the tarball's SHA-256 names its content and an unchanged
-`training_src/<workload>/` is never uploaded twice.
+`training_src/<workload>/` is never uploaded twice. The modules every workload shares
+(`training_src/shared/`) go in beside the workload's own files, so train.py imports them as siblings.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ EXCLUDED_DIRS = {"__pycache__", ".git", ".ipynb_checkpoints", ".pytest_cache", "
 EXCLUDED_FILES = {".DS_Store"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 _CHUNK = 1024 * 1024
+SHARED_SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "shared"
 
 
 def _source_files(source_dir: Path) -> list[Path]:
@@ -36,16 +38,30 @@ def _source_files(source_dir: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(source_dir).as_posix())
 
 
-def package_source(source_dir: Path) -> bytes:
-    """sourcedir.tar.gz of `source_dir`: byte-identical whenever the file contents are the same."""
+def _archive_members(source_dir: Path, shared_dir: Path | None) -> list[tuple[str, Path]]:
+    members = {path.relative_to(source_dir).as_posix(): path for path in _source_files(source_dir)}
+    if shared_dir is not None:
+        for path in _source_files(shared_dir):
+            name = path.relative_to(shared_dir).as_posix()
+            if name in members:
+                raise ValueError(f"{members[name]} has the name of the shared module {path}: rename one of them, "
+                                 "or the container would run only one of the two")
+            members[name] = path
+    return sorted(members.items())
+
+
+def package_source(source_dir: Path, shared_dir: Path | None = None) -> bytes:
+    """sourcedir.tar.gz of `source_dir` (plus `shared_dir`'s files at its top): byte-identical whenever
+    the file contents are the same."""
     source_dir = Path(source_dir)
-    if not source_dir.is_dir():
-        raise FileNotFoundError(f"source folder {source_dir} does not exist")
+    for folder in (source_dir, shared_dir):
+        if folder is not None and not Path(folder).is_dir():
+            raise FileNotFoundError(f"source folder {folder} does not exist")
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in _source_files(source_dir):
+        for name, path in _archive_members(source_dir, shared_dir and Path(shared_dir)):
             data = path.read_bytes()
-            info = tarfile.TarInfo(path.relative_to(source_dir).as_posix())
+            info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mtime = 0
             info.uid = info.gid = 0
@@ -75,9 +91,11 @@ def _exists(s3_client, bucket: str, key: str) -> bool:
         raise
 
 
-def upload_source(s3_client, bucket: str, prefix: str, source_dir: Path) -> str:
-    """Upload the tarball to <prefix>/source/<sha256[:16]>/sourcedir.tar.gz unless it is there; its s3:// URI."""
-    archive = package_source(source_dir)
+def upload_source(s3_client, bucket: str, prefix: str, source_dir: Path,
+                  shared_dir: Path | None = SHARED_SOURCE_DIR) -> str:
+    """Upload the tarball of `source_dir` and the shared modules to <prefix>/source/<sha256[:16]>/sourcedir.tar.gz
+    unless it is there; its s3:// URI."""
+    archive = package_source(source_dir, shared_dir)
     digest = hashlib.sha256(archive).hexdigest()[:16]
     key = "/".join(p for p in (_split_prefix(prefix), "source", digest, SOURCE_ARCHIVE) if p)
     uri = f"s3://{bucket}/{key}"

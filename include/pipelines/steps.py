@@ -65,7 +65,7 @@ def ensure_bucket(s3_client, bucket: str, region: str) -> None:
 
 
 def upload_source(settings: dict, *, aws_conn_id: str = "aws_default") -> str:
-    """Package training_src/<workload> reproducibly and upload it under its content hash."""
+    """Package training_src/<workload> (with training_src/shared) reproducibly and upload it under its content hash."""
     from . import packaging
 
     cfg = run_config(settings)

@@ -11,7 +11,7 @@ import pytest
 
 from include.datasets import acoustic_shield
 from include.datasets.acoustic_shield import LABELS
-from tests.source_modules import import_source
+from tests.source_modules import import_source, with_shared_modules
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "acoustic_shield"
 # the local profile's settings: a small model from a config, learning from scratch on 1 s clips
@@ -34,7 +34,7 @@ def run_training(job_dir: Path, channels: dict[str, Path], *flags: str) -> subpr
         "HF_HUB_OFFLINE": "1",  # nothing here may reach the hub
         **{f"SM_CHANNEL_{name.upper()}": str(path) for name, path in channels.items()},
     }
-    return subprocess.run([sys.executable, "train.py", *flags], cwd=SOURCE_DIR, env=env,
+    return subprocess.run([sys.executable, "train.py", *flags], cwd=SOURCE_DIR, env=with_shared_modules(env),
                           capture_output=True, text=True, timeout=600)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from include.datasets import brain_to_text as generator
 from include.pipelines.config import load_workload
+from tests.source_modules import with_shared_modules
 from tests.conftest import TEST_BUCKET
 from tests.unit.test_brain_to_text_dataset import SOURCE_DIR, import_source
 
@@ -49,7 +50,7 @@ def run_training(job_dir: Path, train_dir: Path, *flags: str, env: dict | None =
         "OMP_NUM_THREADS": "1",
         **(env or {}),
     }
-    return subprocess.run([sys.executable, "train.py", *flags], cwd=SOURCE_DIR, env=environment,
+    return subprocess.run([sys.executable, "train.py", *flags], cwd=SOURCE_DIR, env=with_shared_modules(environment),
                           capture_output=True, text=True, timeout=600)
 
 

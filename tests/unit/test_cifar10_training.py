@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from include.datasets import cifar10
+from tests.source_modules import with_shared_modules
 from tests.unit.test_cifar10_inference import SOURCE_DIR, import_source
 
 # what the tests train with: bs 32 gives ResNet-18 enough steps to learn the synthetic set in 2 epochs
@@ -37,7 +38,7 @@ def run_training(job_dir: Path, train_dir: Path, *flags: str) -> subprocess.Comp
         "SM_NUM_GPUS": "0",
         "SAGEMAKER_BASE_DIR": str(job_dir),
     }
-    return subprocess.run([sys.executable, "train.py", *flags], cwd=SOURCE_DIR, env=env,
+    return subprocess.run([sys.executable, "train.py", *flags], cwd=SOURCE_DIR, env=with_shared_modules(env),
                           capture_output=True, text=True, timeout=900)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from include.datasets import meld_sentiment
 from include.pipelines.config import load_workload
-from tests.source_modules import import_source
+from tests.source_modules import import_source, with_shared_modules
 from tests.unit.test_meld_sentiment_media import read_event_file
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "meld_sentiment"
@@ -54,7 +54,7 @@ def run_training(job_dir: Path, data: Path, *flags: str) -> subprocess.Completed
         "OMP_NUM_THREADS": "1",  # as the local profile's Environment sets it
         "HF_HUB_OFFLINE": "1",  # nothing may be downloaded here
     }
-    return subprocess.run([sys.executable, "train.py", *flags], cwd=SOURCE_DIR, env=env,
+    return subprocess.run([sys.executable, "train.py", *flags], cwd=SOURCE_DIR, env=with_shared_modules(env),
                           capture_output=True, text=True, timeout=600)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from include.pipelines import data as data_mod
 from include.pipelines.config import load_workload
-from include.pipelines.packaging import package_source, sync_directory, upload_source
+from include.pipelines.packaging import SHARED_SOURCE_DIR, package_source, sync_directory, upload_source
 
 BUCKET = "packaging-test-bucket"
 
@@ -86,6 +86,27 @@ def test_missing_source_folder_is_a_clear_error(tmp_path):
         package_source(tmp_path / "nope")
 
 
+def test_the_shared_modules_go_beside_the_workloads_own_files(tmp_path):
+    source = _write_source(tmp_path / "src")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "helpers.py").write_text("HELP = 1\n")
+    members = _members(package_source(source, shared))
+    assert sorted(members) == ["helpers.py", "pkg/model.py", "requirements.txt", "run.sh", "train.py"]
+    assert package_source(source, shared) == package_source(source, shared)
+
+    (shared / "train.py").write_text("print('shadow')\n")
+    with pytest.raises(ValueError, match=r"train.py has the name of the shared module .*shared/train.py"):
+        package_source(source, shared)
+
+
+def test_every_workloads_train_py_finds_the_hyperparameter_parser_in_its_archive():
+    for workload in ("acoustic_shield", "brain_to_text", "cifar10", "meld_sentiment", "room_detection"):
+        cfg = load_workload(workload)
+        members = _members(package_source(cfg.source_path, SHARED_SOURCE_DIR))
+        assert members[cfg.source.entry_point].isfile() and "sagemaker_hyperparameters.py" in members, workload
+
+
 @pytest.fixture
 def s3(s3_client):
     """An empty bucket on the session's local SageMaker (moto's mock_aws would reset the emulator's state)."""
@@ -116,10 +137,10 @@ def test_upload_source_is_content_addressed_and_skips_the_second_upload(tmp_path
     source = _write_source(tmp_path / "src")
     counting = _CountingS3(s3)
     uri = upload_source(counting, BUCKET, "pipelines/cifar10", source)
-    digest = hashlib.sha256(package_source(source)).hexdigest()[:16]
+    digest = hashlib.sha256(package_source(source, SHARED_SOURCE_DIR)).hexdigest()[:16]
     assert uri == f"s3://{BUCKET}/pipelines/cifar10/source/{digest}/sourcedir.tar.gz"
     body = s3.get_object(Bucket=BUCKET, Key=uri.split(f"{BUCKET}/", 1)[1])["Body"].read()
-    assert body == package_source(source)
+    assert body == package_source(source, SHARED_SOURCE_DIR)
 
     os.utime(source / "train.py", (0, 2_000_000_000))  # touched, not changed
     assert upload_source(counting, BUCKET, "pipelines/cifar10", source) == uri

@@ -14,7 +14,7 @@ import yaml
 from include.aws_shapes import request_problems
 from include.datasets import room_detection
 from include.pipelines.config import load_workload
-from tests.source_modules import import_source
+from tests.source_modules import import_source, with_shared_modules
 from tests.unit.test_room_detection_inference import SOURCE_DIR
 
 # tiny and quick: the mechanics of the script, not accuracy (the e2e run's gate checks learning)
@@ -53,7 +53,7 @@ def network_guard(tmp_path_factory):
 
 
 def job_environment(job_dir: Path, train_dir: Path, guard: Path, **extra: str) -> dict:
-    return {
+    return with_shared_modules({
         "PATH": "/usr/bin:/bin",
         "HOME": str(job_dir / "home"),  # nothing of the developer's own ~/.config/Ultralytics
         "PYTHONPATH": str(guard),
@@ -64,7 +64,7 @@ def job_environment(job_dir: Path, train_dir: Path, guard: Path, **extra: str) -
         "SM_NUM_GPUS": "0",
         "SAGEMAKER_BASE_DIR": str(job_dir),
         **extra,
-    }
+    })
 
 
 def run_training(job_dir: Path, train_dir: Path, guard: Path, *flags: str, **env: str) -> subprocess.CompletedProcess:

@@ -36,7 +36,6 @@ Evidence (2-core CPU shared with other jobs, no GPU, torch 2.14.1, transformers 
 (150k parameters) with the local profile's settings on the generator's 96 + 24 clips of 0.8-1.2 s
 trains 4 epochs in 40-90 s; best validation macro-F1 was 1.0, 1.0, 0.87 and 1.0 for seeds 42, 2, 3, 4.
 """
-import argparse
 import json
 import math
 import os
@@ -44,7 +43,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +51,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from audio import SAMPLING_RATE, decode_wav
+from sagemaker_hyperparameters import parse_hyperparameters
 
 OFFLINE_TINY = "offline-tiny"  # --model-name-or-path value that builds a small Wav2Vec2 from a config
 MIN_AUDIO_LENGTH = 1600  # 0.1 s: the convolutional feature encoder needs at least 400 samples for one frame
@@ -103,35 +103,8 @@ class Paths:
     num_gpus: int = field(default_factory=lambda: int(os.environ.get("SM_NUM_GPUS", torch.cuda.device_count())), metadata={"help": "GPUs to use, 0 = CPU (SM_NUM_GPUS)"})
 
 
-def parse_bool(value: str) -> bool:
-    # SageMaker passes every hyperparameter as a string: "true", "True", "1", ...
-    lowered = str(value).strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:
-    # allow_abbrev=False: a misspelt --epoch must fail, not silently set --epochs
-    parser = argparse.ArgumentParser(description="Fine-tune Wav2Vec2 for vehicle audio classification.", allow_abbrev=False)
-    converters = {int: int, float: float, str: str, bool: parse_bool}
-    for group in (Hyperparameters, Paths):
-        for f in fields(group):
-            default = f.default_factory() if f.default_factory is not MISSING else f.default
-            dashed = "--" + f.name.replace("_", "-")
-            names = [dashed] if dashed == "--" + f.name else [dashed, "--" + f.name]  # both spellings
-            parser.add_argument(*names, dest=f.name, type=converters[f.type], default=default,
-                                metavar=f.type.__name__.upper(), help=f"{f.metadata['help']} (default: {default})")
-    args, unknown = parser.parse_known_args(argv)
-    # SageMaker adds its own hyperparameters to tuning jobs (`--_tuning_objective_metric ...`): ignore those only
-    typos = [arg for arg in unknown if arg.startswith("-") and not arg.lstrip("-").startswith(("_", "sagemaker_"))]
-    if typos:
-        parser.error(f"unrecognized hyperparameter(s) {' '.join(typos)}; run with --help for the accepted ones")
-    values = vars(args)
-    return (Hyperparameters(**{f.name: values[f.name] for f in fields(Hyperparameters)}),
-            Paths(**{f.name: values[f.name] for f in fields(Paths)}))
+    return parse_hyperparameters("Fine-tune Wav2Vec2 for vehicle audio classification.", (Hyperparameters, Paths), argv)
 
 
 def validate(hp: Hyperparameters) -> None:

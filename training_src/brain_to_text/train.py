@@ -47,7 +47,6 @@ Evidence (2-core shared CPU, torch 2.14.1, OMP_NUM_THREADS=1, the workload YAML'
 1.00 -> 0.23. The same run with --init-output-bias false still decodes nothing but blanks (DER 1.00)
 after its 300 batches; so did 800-batch runs with 64 and 128 units.
 """
-import argparse
 import functools
 import json
 import math
@@ -56,7 +55,7 @@ import shutil
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +64,7 @@ import yaml
 
 from dataset import PlannedBatches, SessionStore, eval_batch_plans, train_batch_plan
 from model import GRUDecoder, edit_distance, gaussian_smooth, greedy_decode
+from sagemaker_hyperparameters import parse_hyperparameters
 
 # What a SageMaker training job's MetricDefinitions should list (the workload YAML carries the same).
 METRIC_DEFINITIONS = [
@@ -142,35 +142,8 @@ class Paths:
     num_gpus: int = field(default_factory=lambda: int(os.environ.get("SM_NUM_GPUS", torch.cuda.device_count())), metadata={"help": "GPUs to use, 0 = CPU (SM_NUM_GPUS)"})
 
 
-def parse_bool(value: str) -> bool:
-    # SageMaker passes every hyperparameter as a string: "true", "True", "1", ...
-    lowered = str(value).strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:
-    # allow_abbrev=False: a misspelt --n-unit must fail, not silently set --n-units
-    parser = argparse.ArgumentParser(description="Train the Brain-to-Text diphone decoder.", allow_abbrev=False)
-    converters = {int: int, float: float, str: str, bool: parse_bool}
-    for group in (Hyperparameters, Paths):
-        for f in fields(group):
-            default = f.default_factory() if f.default_factory is not MISSING else f.default
-            dashed = "--" + f.name.replace("_", "-")
-            names = [dashed] if dashed == "--" + f.name else [dashed, "--" + f.name]  # both spellings
-            parser.add_argument(*names, dest=f.name, type=converters[f.type], default=default,
-                                metavar=f.type.__name__.upper(), help=f"{f.metadata['help']} (default: {default})")
-    args, unknown = parser.parse_known_args(argv)
-    # SageMaker adds its own hyperparameters to tuning jobs (`--_tuning_objective_metric ...`): ignore those only
-    typos = [arg for arg in unknown if arg.startswith("-") and not arg.lstrip("-").startswith(("_", "sagemaker_"))]
-    if typos:
-        parser.error(f"unrecognized hyperparameter(s) {' '.join(typos)}; run with --help for the accepted ones")
-    values = vars(args)
-    return (Hyperparameters(**{f.name: values[f.name] for f in fields(Hyperparameters)}),
-            Paths(**{f.name: values[f.name] for f in fields(Paths)}))
+    return parse_hyperparameters("Train the Brain-to-Text diphone decoder.", (Hyperparameters, Paths), argv)
 
 
 def validate(hp: Hyperparameters) -> None:

@@ -31,7 +31,6 @@ Evidence (2-core Xeon, no GPU, torch 2.14.1, 2 epochs on include.datasets.cifar1
 lightly loaded (load average 2-3), about 35 s per run with start-up; under load 8-10 it took 4-10x longer.
 Not measured: real CIFAR-10 and GPUs (the --amp and channels_last path runs only on CUDA).
 """
-import argparse
 import json
 import math
 import os
@@ -41,7 +40,7 @@ import shutil
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +52,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, TensorDataset
 
 from model import ARCHITECTURE, CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES, INPUT_SIZE, build_model
+from sagemaker_hyperparameters import parse_hyperparameters
 
 # What a SageMaker training job's (or tuning job's) MetricDefinitions should list. \b keeps
 # `val_accuracy=` from also matching inside `best_val_accuracy=`.
@@ -118,39 +118,8 @@ class Paths:
     num_gpus: int = from_env("SM_NUM_GPUS", str(torch.cuda.device_count()), "GPUs to use; 0 = CPU")
 
 
-def parse_bool(value: str) -> bool:
-    # SageMaker passes every hyperparameter as a string: "true", "True", "1", ...
-    lowered = str(value).strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:
-    # allow_abbrev=False: a misspelt --epoch must fail, not silently set --epochs
-    parser = argparse.ArgumentParser(description="Train ResNet-18 on CIFAR-10 python batches.", allow_abbrev=False)
-    converters = {int: int, float: float, str: str, bool: parse_bool}
-    for group in (Hyperparameters, Paths):
-        for f in fields(group):
-            default = f.default_factory() if f.default_factory is not MISSING else f.default
-            dashed = "--" + f.name.replace("_", "-")
-            names = [dashed] if dashed == "--" + f.name else [dashed, "--" + f.name]  # both spellings
-            help_text = f.metadata["help"]
-            if "(default: " not in help_text:
-                help_text += f" (default: {default})"
-            # argparse passes string defaults (the SM_* values) through `type` too, so num_gpus becomes an int
-            parser.add_argument(*names, dest=f.name, type=converters[f.type], default=default,
-                                metavar=f.type.__name__.upper(), help=help_text)
-    args, unknown = parser.parse_known_args(argv)
-    # SageMaker adds its own hyperparameters to tuning jobs (`--_tuning_objective_metric ...`): ignore those only
-    typos = [arg for arg in unknown if arg.startswith("-") and not arg.lstrip("-").startswith(("_", "sagemaker_"))]
-    if typos:
-        parser.error(f"unrecognized hyperparameter(s) {' '.join(typos)}; run with --help for the accepted ones")
-    values = vars(args)
-    return (Hyperparameters(**{f.name: values[f.name] for f in fields(Hyperparameters)}),
-            Paths(**{f.name: values[f.name] for f in fields(Paths)}))
+    return parse_hyperparameters("Train ResNet-18 on CIFAR-10 python batches.", (Hyperparameters, Paths), argv)
 
 
 def validate(hp: Hyperparameters) -> None:

@@ -38,7 +38,6 @@ Evidence (2-core CPU shared with other jobs, torch 2.14.1, OMP_NUM_THREADS=1): t
 (96 + 42 synthetic utterances, scratch BERT, conv3d, 4 epochs) runs in ~45 s, about 1 s an epoch,
 the rest imports and decoding, and reaches emotion weighted F1 0.80-0.93 over seeds 1, 2, 3 and 42.
 """
-import argparse
 import csv
 import io
 import json
@@ -51,7 +50,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +59,7 @@ import torch.nn as nn
 
 from media import NO_AUDIO, MediaSettings, clip_features
 from model import EMOTIONS, SENTIMENTS, VIDEO_BACKBONES, ArchitectureSettings, MultimodalSentimentModel, small_bert_config
+from sagemaker_hyperparameters import parse_hyperparameters
 from tensorboard_events import ScalarWriter
 
 # What a SageMaker training job's MetricDefinitions should list. \b keeps `val_emotion_weighted_f1=`
@@ -138,35 +138,8 @@ class Paths:
     num_gpus: int = field(default_factory=lambda: int(os.environ.get("SM_NUM_GPUS", torch.cuda.device_count())), metadata={"help": "GPUs to use, 0 = CPU (SM_NUM_GPUS)"})
 
 
-def parse_bool(value: str) -> bool:
-    # SageMaker passes every hyperparameter as a string: "true", "True", "1", ...
-    lowered = str(value).strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:
-    # allow_abbrev=False: a misspelt --epoch must fail, not silently set --epochs
-    parser = argparse.ArgumentParser(description="Train the MELD multimodal emotion and sentiment model.", allow_abbrev=False)
-    converters = {int: int, float: float, str: str, bool: parse_bool}
-    for group in (Hyperparameters, Paths):
-        for f in fields(group):
-            default = f.default_factory() if f.default_factory is not MISSING else f.default
-            dashed = "--" + f.name.replace("_", "-")
-            names = [dashed] if dashed == "--" + f.name else [dashed, "--" + f.name]  # both spellings
-            parser.add_argument(*names, dest=f.name, type=converters[f.type], default=default,
-                                metavar=f.type.__name__.upper(), help=f"{f.metadata['help']} (default: {default})")
-    args, unknown = parser.parse_known_args(argv)
-    # SageMaker adds its own hyperparameters to tuning jobs (`--_tuning_objective_metric ...`): ignore those only
-    typos = [arg for arg in unknown if arg.startswith("-") and not arg.lstrip("-").startswith(("_", "sagemaker_"))]
-    if typos:
-        parser.error(f"unrecognized hyperparameter(s) {' '.join(typos)}; run with --help for the accepted ones")
-    values = vars(args)
-    return (Hyperparameters(**{f.name: values[f.name] for f in fields(Hyperparameters)}),
-            Paths(**{f.name: values[f.name] for f in fields(Paths)}))
+    return parse_hyperparameters("Train the MELD multimodal emotion and sentiment model.", (Hyperparameters, Paths), argv)
 
 
 def validate(hp: Hyperparameters) -> None:

@@ -38,7 +38,6 @@ profile (64 synthetic 128 px plans; yolov8n from scratch, imgsz 128, batch 8, nb
 mAP50 stays near 0 for ~11 epochs, then climbs: with ultralytics' default nbs 64 (one optimizer step
 per 8 batches) 30 epochs reached only 0.34-0.63, and SGD at lr0 0.01 0.09.
 """
-import argparse
 import json
 import math
 import os
@@ -46,10 +45,12 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
+
+from sagemaker_hyperparameters import parse_hyperparameters
 
 # What a SageMaker training job's MetricDefinitions should list. \b keeps `mAP50=` from matching
 # inside `best_mAP50=` or `test_mAP50=` (`_` is a word character), and `mAP50=` never matches `mAP50-95=`.
@@ -127,35 +128,8 @@ class Paths:
     num_gpus: int = field(default_factory=lambda: int(os.environ.get("SM_NUM_GPUS", "-1")), metadata={"help": "GPUs to use, 0 = CPU; -1: every GPU torch sees (SM_NUM_GPUS)"})
 
 
-def parse_bool(value: str) -> bool:
-    # SageMaker passes every hyperparameter as a string: "true", "True", "1", ...
-    lowered = str(value).strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:
-    # allow_abbrev=False: a misspelt --epoch must fail, not silently set --epochs
-    parser = argparse.ArgumentParser(description="Train YOLOv8 to detect rooms in floor plans.", allow_abbrev=False)
-    converters = {int: int, float: float, str: str, bool: parse_bool}
-    for group in (Hyperparameters, Paths):
-        for f in fields(group):
-            default = f.default_factory() if f.default_factory is not MISSING else f.default
-            dashed = "--" + f.name.replace("_", "-")
-            names = [dashed] if dashed == "--" + f.name else [dashed, "--" + f.name]  # both spellings
-            parser.add_argument(*names, dest=f.name, type=converters[f.type], default=default,
-                                metavar=f.type.__name__.upper(), help=f"{f.metadata['help']} (default: {default!r})")
-    args, unknown = parser.parse_known_args(argv)
-    # SageMaker adds its own hyperparameters to tuning jobs (`--_tuning_objective_metric ...`): ignore those only
-    typos = [arg for arg in unknown if arg.startswith("-") and not arg.lstrip("-").startswith(("_", "sagemaker_"))]
-    if typos:
-        parser.error(f"unrecognized hyperparameter(s) {' '.join(typos)}; run with --help for the accepted ones")
-    values = vars(args)
-    return (Hyperparameters(**{f.name: values[f.name] for f in fields(Hyperparameters)}),
-            Paths(**{f.name: values[f.name] for f in fields(Paths)}))
+    return parse_hyperparameters("Train YOLOv8 to detect rooms in floor plans.", (Hyperparameters, Paths), argv)
 
 
 def validate(hp: Hyperparameters) -> None:
