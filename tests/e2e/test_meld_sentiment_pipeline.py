@@ -72,7 +72,7 @@ def test_training_really_ran_and_cleared_the_gate(run, sagemaker_client, s3_clie
         names = set(tar.getnames())
         info = json.load(tar.extractfile("model_info.json"))
     assert {"model.pth", "model_info.json", "text_encoder/config.json", "text_encoder/tokenizer.json",
-            "code/inference.py", "code/model.py", "code/media.py", "code/requirements.txt"} <= names, names
+            "code/inference.py", "code/inference_errors.py", "code/model.py", "code/media.py", "code/requirements.txt"} <= names, names
     assert info["best_metric"]["value"] == pytest.approx(metrics["best:validation:emotion_weighted_f1"], abs=1e-4)
     assert info["emotions"] == list(EMOTIONS) and info["sentiments"] == list(SENTIMENTS)
 

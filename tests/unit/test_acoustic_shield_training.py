@@ -93,7 +93,7 @@ def test_model_artifacts_are_what_the_endpoint_loads(trained, data_dir):
     job_dir, log = trained
     model_dir = job_dir / "model"
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "label_info.json"} <= {p.name for p in model_dir.iterdir()}
-    assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["audio.py", "inference.py", "requirements.txt"]
+    assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["audio.py", "inference.py", "inference_errors.py", "requirements.txt"]
     info = json.loads((model_dir / "label_info.json").read_text())
     assert info["labels"] == sorted(LABELS)
     assert info["max_audio_length"] == 16000 and info["sampling_rate"] == 16000

@@ -112,7 +112,7 @@ def test_model_dir_holds_the_best_checkpoint_args_metrics_log_and_code(trained, 
     job_dir, log = trained
     model_dir = job_dir / "model"
     assert sorted(p.name for p in (model_dir / "checkpoint").iterdir()) == ["args.yaml", "best_checkpoint", "val_metrics.json"]
-    assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["dataset.py", "inference.py", "model.py", "requirements.txt"]
+    assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["dataset.py", "inference.py", "inference_errors.py", "model.py", "requirements.txt"]
 
     best = torch.load(model_dir / "checkpoint" / "best_checkpoint", weights_only=True)
     args = yaml.safe_load((model_dir / "checkpoint" / "args.yaml").read_text())

@@ -92,7 +92,7 @@ def test_model_dir_holds_best_weights_info_and_serving_code(trained):
 
     job_dir, log = trained
     model_dir = job_dir / "model"
-    assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["inference.py", "model.py", "requirements.txt"]
+    assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["inference.py", "inference_errors.py", "model.py", "requirements.txt"]
 
     state = torch.load(model_dir / "model.pth", weights_only=True)
     fresh = import_source("model").build_model().state_dict()

@@ -133,7 +133,7 @@ def test_model_dir_holds_weights_info_text_encoder_and_serving_code(trained):
 
     job_dir, log = trained
     model_dir = job_dir / "model"
-    assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["inference.py", "media.py", "model.py", "requirements.txt"]
+    assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["inference.py", "inference_errors.py", "media.py", "model.py", "requirements.txt"]
     assert {"config.json", "tokenizer.json"} <= {p.name for p in (model_dir / "text_encoder").iterdir()}
     state = torch.load(model_dir / "model.pth", weights_only=True)
     assert any(key.startswith("text_encoder.transformer.") for key in state)

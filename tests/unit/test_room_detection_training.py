@@ -143,7 +143,7 @@ def test_model_dir_holds_checkpoints_weights_metrics_and_serving_code(trained):
     model_dir = job_dir / "model"
     assert sorted(p.name for p in model_dir.iterdir()) == [
         "best.pt", "code", "last.pt", "model.pth", "model_info.json", "training_metrics.json", "yolov8n.yaml"]
-    assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["inference.py", "requirements.txt"]
+    assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["inference.py", "inference_errors.py", "requirements.txt"]
 
     state = torch.load(model_dir / "model.pth", weights_only=True)
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())

@@ -26,14 +26,8 @@ import numpy as np
 import torch
 
 from audio import SAMPLING_RATE, AudioDecodeError, decode_wav
+from inference_errors import InferenceRequestError, UnsupportedAcceptError, UnsupportedContentTypeError
 
-try:  # present in SageMaker's inference containers; without it the errors still carry status_code
-    from sagemaker_inference.errors import BaseInferenceToolkitError
-except ImportError:  # pragma: no cover - only outside the containers
-    class BaseInferenceToolkitError(Exception):
-        def __init__(self, status_code, message, phrase):
-            self.status_code, self.message, self.phrase = status_code, message, phrase
-            super().__init__(status_code, message, phrase)
 
 JSON = "application/json"
 WAV_TYPES = ("audio/wav", "audio/x-wav", "audio/wave")
@@ -43,28 +37,10 @@ DEFAULT_MAX_AUDIO_LENGTH = 80_000
 _decode_limit: dict[str, int | None] = {"max_samples": None}
 
 
-class InferenceRequestError(BaseInferenceToolkitError):
-    status_code = 400
-
-    def __init__(self, message: str):
-        super().__init__(self.status_code, message, message)
-
-    def __str__(self) -> str:
-        return self.message
-
-
 class InvalidAudioError(InferenceRequestError):
     """The body is not a readable WAV file with samples in it."""
 
     status_code = 400
-
-
-class UnsupportedContentTypeError(InferenceRequestError):
-    status_code = 415
-
-
-class UnsupportedAcceptError(InferenceRequestError):
-    status_code = 406
 
 
 @dataclass

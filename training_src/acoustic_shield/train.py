@@ -40,7 +40,6 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -52,6 +51,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from audio import SAMPLING_RATE, decode_wav
 from sagemaker_hyperparameters import parse_hyperparameters
+from serving_code import copy_serving_code
 
 OFFLINE_TINY = "offline-tiny"  # --model-name-or-path value that builds a small Wav2Vec2 from a config
 MIN_AUDIO_LENGTH = 1600  # 0.1 s: the convolutional feature encoder needs at least 400 samples for one frame
@@ -292,13 +292,7 @@ def write_model_artifacts(model_dir: Path, model, extractor, info: dict) -> None
     model.save_pretrained(model_dir)  # safetensors: loading it runs no code
     extractor.save_pretrained(model_dir)
     (model_dir / LABEL_INFO).write_text(json.dumps(info, indent=2) + "\n")
-    source = Path(__file__).resolve().parent
-    missing = [name for name in CODE_FILES if not (source / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"Cannot package code/ for serving: {', '.join(missing)} missing beside {source / 'train.py'}")
-    (model_dir / "code").mkdir(exist_ok=True)
-    for name in CODE_FILES:
-        shutil.copy2(source / name, model_dir / "code" / name)
+    copy_serving_code(model_dir, CODE_FILES, Path(__file__).resolve().parent)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,15 +38,9 @@ import torch
 import yaml
 
 from dataset import Trial, TrialDataError, TRIAL_KEY, read_trial
+from inference_errors import InferenceRequestError, UnsupportedAcceptError, UnsupportedContentTypeError
 from model import PHONEMES, GRUDecoder, edit_distance, gaussian_smooth, greedy_decode
 
-try:  # present in SageMaker's inference containers; without it the errors still carry status_code
-    from sagemaker_inference.errors import BaseInferenceToolkitError
-except ImportError:  # pragma: no cover - only outside the containers
-    class BaseInferenceToolkitError(Exception):
-        def __init__(self, status_code, message, phrase):
-            self.status_code, self.message, self.phrase = status_code, message, phrase
-            super().__init__(status_code, message, phrase)
 
 HDF5_TYPES = ("application/x-hdf5", "application/x-hdf")
 JSON = "application/json"
@@ -55,28 +49,8 @@ ACCEPTED = f"{HDF5_TYPES[0]}, {JSON}"
 DECODE_CHUNK = 32  # trials per forward pass, to bound memory on big session files
 
 
-class InferenceRequestError(BaseInferenceToolkitError):
-    """A request this model cannot answer; the model server sends status_code and the message back."""
-
-    status_code = 400
-
-    def __init__(self, message: str):
-        super().__init__(self.status_code, message, message)
-
-    def __str__(self) -> str:
-        return self.message
-
-
 class InvalidInputError(InferenceRequestError):
     status_code = 400
-
-
-class UnsupportedContentTypeError(InferenceRequestError):
-    status_code = 415
-
-
-class UnsupportedAcceptError(InferenceRequestError):
-    status_code = 406
 
 
 @dataclass

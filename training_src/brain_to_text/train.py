@@ -51,7 +51,6 @@ import functools
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -65,6 +64,7 @@ import yaml
 from dataset import PlannedBatches, SessionStore, eval_batch_plans, train_batch_plan
 from model import GRUDecoder, edit_distance, gaussian_smooth, greedy_decode
 from sagemaker_hyperparameters import parse_hyperparameters
+from serving_code import copy_serving_code
 
 # What a SageMaker training job's MetricDefinitions should list (the workload YAML carries the same).
 METRIC_DEFINITIONS = [
@@ -316,13 +316,7 @@ def write_model_artifacts(model_dir: Path, args: dict, best: dict, log: Log) -> 
     (checkpoint / "args.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
     (checkpoint / "val_metrics.json").write_text(json.dumps(best["metrics"], indent=2) + "\n")
     (model_dir / "training_log").write_text("\n".join(log.lines) + "\n")
-    source = Path(__file__).resolve().parent
-    missing = [name for name in CODE_FILES if not (source / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"Cannot package code/ for serving: {', '.join(missing)} missing beside {source / 'train.py'}")
-    (model_dir / "code").mkdir(exist_ok=True)
-    for name in CODE_FILES:
-        shutil.copy2(source / name, model_dir / "code" / name)
+    copy_serving_code(model_dir, CODE_FILES, Path(__file__).resolve().parent)
 
 
 def run_args(hp: Hyperparameters, sessions: list[str], best: dict) -> dict:

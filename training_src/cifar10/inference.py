@@ -29,15 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from inference_errors import InferenceRequestError, UnsupportedAcceptError, UnsupportedContentTypeError
 from model import CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES, INPUT_SIZE, build_model
 
-try:  # present in SageMaker's inference containers; without it the errors still carry status_code
-    from sagemaker_inference.errors import BaseInferenceToolkitError
-except ImportError:  # pragma: no cover - only outside the containers
-    class BaseInferenceToolkitError(Exception):
-        def __init__(self, status_code, message, phrase):
-            self.status_code, self.message, self.phrase = status_code, message, phrase
-            super().__init__(status_code, message, phrase)
 
 JSON = "application/json"
 NPY = "application/x-npy"
@@ -47,30 +41,10 @@ MAX_IMAGE_PIXELS = 4096 * 4096  # refuse to decode larger images (a small PNG ca
 PREDICT_CHUNK = 256  # images per forward pass, to bound memory on big batches
 
 
-class InferenceRequestError(BaseInferenceToolkitError):
-    """A request this model cannot answer; the model server sends status_code and the message back."""
-
-    status_code = 400
-
-    def __init__(self, message: str):
-        super().__init__(self.status_code, message, message)
-
-    def __str__(self) -> str:
-        return self.message
-
-
 class InvalidInputError(InferenceRequestError):
     """The body could not be decoded, or holds pixels of the wrong shape or range."""
 
     status_code = 400
-
-
-class UnsupportedContentTypeError(InferenceRequestError):
-    status_code = 415
-
-
-class UnsupportedAcceptError(InferenceRequestError):
-    status_code = 406
 
 
 @dataclass

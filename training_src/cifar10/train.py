@@ -36,7 +36,6 @@ import math
 import os
 import pickle
 import re
-import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -53,6 +52,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Rando
 
 from model import ARCHITECTURE, CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES, INPUT_SIZE, build_model
 from sagemaker_hyperparameters import parse_hyperparameters
+from serving_code import copy_serving_code
 
 # What a SageMaker training job's (or tuning job's) MetricDefinitions should list. \b keeps
 # `val_accuracy=` from also matching inside `best_val_accuracy=`.
@@ -301,13 +301,7 @@ def write_model_artifacts(model_dir: Path, best_state: dict, info: dict) -> None
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save(best_state, model_dir / "model.pth")
     (model_dir / "model_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    source = Path(__file__).resolve().parent
-    missing = [name for name in CODE_FILES if not (source / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"Cannot package code/ for serving: {', '.join(missing)} missing in {source}")
-    (model_dir / "code").mkdir(exist_ok=True)
-    for name in CODE_FILES:
-        shutil.copy2(source / name, model_dir / "code" / name)
+    copy_serving_code(model_dir, CODE_FILES, Path(__file__).resolve().parent)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,44 +35,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
 
+from inference_errors import InferenceRequestError, UnsupportedAcceptError, UnsupportedContentTypeError
 from media import NO_AUDIO, MediaSettings, clip_features
 from model import EMOTIONS, SENTIMENTS, build_for_serving
 
-try:  # present in SageMaker's inference containers; without it the errors still carry status_code
-    from sagemaker_inference.errors import BaseInferenceToolkitError
-except ImportError:  # pragma: no cover - only outside the containers
-    class BaseInferenceToolkitError(Exception):
-        def __init__(self, status_code, message, phrase):
-            self.status_code, self.message, self.phrase = status_code, message, phrase
-            super().__init__(status_code, message, phrase)
 
 JSON = "application/json"
 MAX_CLIP_BYTES = 100 * 1024 * 1024  # an S3 clip larger than this is refused (MELD's longest is a few MB)
 MAX_INSTANCES = 32  # utterances per request
 
 
-class InferenceRequestError(BaseInferenceToolkitError):
-    status_code = 400
-
-    def __init__(self, message: str):
-        super().__init__(self.status_code, message, message)
-
-    def __str__(self) -> str:
-        return self.message
-
-
 class InvalidInputError(InferenceRequestError):
     """The body, a field, or the clip it names cannot be used."""
 
     status_code = 400
-
-
-class UnsupportedContentTypeError(InferenceRequestError):
-    status_code = 415
-
-
-class UnsupportedAcceptError(InferenceRequestError):
-    status_code = 406
 
 
 @dataclass

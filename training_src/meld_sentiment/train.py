@@ -44,7 +44,6 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from collections import Counter
@@ -60,6 +59,7 @@ import torch.nn as nn
 from media import NO_AUDIO, MediaSettings, clip_features
 from model import EMOTIONS, SENTIMENTS, VIDEO_BACKBONES, ArchitectureSettings, MultimodalSentimentModel, small_bert_config
 from sagemaker_hyperparameters import parse_hyperparameters
+from serving_code import copy_serving_code
 from tensorboard_events import ScalarWriter
 
 # What a SageMaker training job's MetricDefinitions should list. \b keeps `val_emotion_weighted_f1=`
@@ -433,13 +433,7 @@ def write_model_artifacts(model_dir: Path, best_state: dict, info: dict, transfo
     (model_dir / "model_info.json").write_text(json.dumps(info, indent=2) + "\n")
     transformer.config.save_pretrained(model_dir / TEXT_ENCODER_DIR)  # the architecture only: weights are in model.pth
     tokenizer.save_pretrained(model_dir / TEXT_ENCODER_DIR)
-    source = Path(__file__).resolve().parent
-    missing = [name for name in CODE_FILES if not (source / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"Cannot package code/ for serving: {', '.join(missing)} missing beside {source / 'train.py'}")
-    (model_dir / "code").mkdir(exist_ok=True)
-    for name in CODE_FILES:
-        shutil.copy2(source / name, model_dir / "code" / name)
+    copy_serving_code(model_dir, CODE_FILES, Path(__file__).resolve().parent)
 
 
 def _format_weights(weights: torch.Tensor, names: tuple[str, ...]) -> str:

@@ -33,13 +33,8 @@ os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(tempfile.gettempdir(), "ul
 
 import torch  # noqa: E402
 
-try:  # present in SageMaker's inference containers; without it the errors still carry status_code
-    from sagemaker_inference.errors import BaseInferenceToolkitError
-except ImportError:  # pragma: no cover - only outside the containers
-    class BaseInferenceToolkitError(Exception):
-        def __init__(self, status_code, message, phrase):
-            self.status_code, self.message, self.phrase = status_code, message, phrase
-            super().__init__(status_code, message, phrase)
+from inference_errors import InferenceRequestError, UnsupportedAcceptError, UnsupportedContentTypeError
+
 
 JSON = "application/json"
 IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/jpg": "JPEG"}
@@ -52,28 +47,10 @@ IOU_THRESHOLD = 0.7  # non-maximum suppression, ultralytics' default
 MAX_DETECTIONS = 300
 
 
-class InferenceRequestError(BaseInferenceToolkitError):
-    status_code = 400
-
-    def __init__(self, message: str):
-        super().__init__(self.status_code, message, message)
-
-    def __str__(self) -> str:
-        return self.message
-
-
 class InvalidInputError(InferenceRequestError):
     """The body is empty, truncated, or not a PNG or JPEG image."""
 
     status_code = 400
-
-
-class UnsupportedContentTypeError(InferenceRequestError):
-    status_code = 415
-
-
-class UnsupportedAcceptError(InferenceRequestError):
-    status_code = 406
 
 
 @dataclass

@@ -51,6 +51,7 @@ from pathlib import Path
 import yaml
 
 from sagemaker_hyperparameters import parse_hyperparameters
+from serving_code import copy_serving_code
 
 # What a SageMaker training job's MetricDefinitions should list. \b keeps `mAP50=` from matching
 # inside `best_mAP50=` or `test_mAP50=` (`_` is a word character), and `mAP50=` never matches `mAP50-95=`.
@@ -442,11 +443,7 @@ def write_model_artifacts(model_dir: Path, run_dir: Path, state_dict: dict, arch
     info.update(config=config_name, weights="model.pth", metric={"name": "validation:mAP50", "value": metrics["best"]["mAP50"]})
     (model_dir / "model_info.json").write_text(json.dumps(info, indent=2) + "\n")
     (model_dir / "training_metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-    code_dir = model_dir / "code"
-    code_dir.mkdir(exist_ok=True)
-    here = Path(__file__).resolve().parent
-    for name in CODE_FILES:
-        shutil.copy2(here / name, code_dir / name)
+    copy_serving_code(model_dir, CODE_FILES, Path(__file__).resolve().parent)
 
 
 if __name__ == "__main__":
