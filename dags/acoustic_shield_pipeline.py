@@ -20,9 +20,6 @@ decides. Settings live in `include/workloads/acoustic_shield.yaml` (profiles `lo
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator
 from airflow.sdk import Asset, chain, dag, task
 
@@ -32,6 +29,7 @@ from include.pipelines.tasks import (
     keep_endpoint_param,
     model_request,
     package_source,
+    pipeline_dag_arguments,
     pipeline_params,
     plan,
     resolve_settings,
@@ -51,16 +49,12 @@ ENDPOINT_ASSET = Asset(name="acoustic_shield_endpoint", uri="x-sagemaker-endpoin
                        group="sagemaker-endpoint")
 
 
-@dag(
-    schedule=WORKLOAD.schedule,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["sagemaker", "acoustic-shield", "audio"],
-    default_args={"owner": WORKLOAD.owner, "retries": 2, "retry_delay": timedelta(minutes=1)},
+@dag(**pipeline_dag_arguments(
+    WORKLOAD,
+    doc=__doc__,
+    tags=["acoustic-shield", "audio"],
     params=pipeline_params(keep_endpoint=keep_endpoint_param()),
-)
+))
 def acoustic_shield_pipeline():
     @task
     def smoke_test(endpoint_name: str) -> dict:

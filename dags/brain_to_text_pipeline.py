@@ -17,9 +17,6 @@ decides. Settings live in `include/workloads/brain_to_text.yaml` (profiles `loca
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerRegisterModelVersionOperator
 from airflow.sdk import Param, chain, dag, task
 
@@ -28,6 +25,7 @@ from include.pipelines.tasks import (
     evaluate,
     model_version,
     package_source,
+    pipeline_dag_arguments,
     pipeline_params,
     plan,
     preset_param,
@@ -41,21 +39,17 @@ from sagemaker_pipelines_plugin.transform import SageMakerResumableTransformOper
 WORKLOAD = load_workload("brain_to_text")
 
 
-@dag(
-    schedule=WORKLOAD.schedule,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["sagemaker", "brain-to-text"],
-    default_args={"owner": WORKLOAD.owner, "retries": 2, "retry_delay": timedelta(minutes=1)},
+@dag(**pipeline_dag_arguments(
+    WORKLOAD,
+    doc=__doc__,
+    tags=["brain-to-text"],
     params=pipeline_params(
         omit=("epochs",),  # trained for num-training-batches, not epochs
         deploy=Param(True, type="boolean",
                      description="Register the model and batch-decode the held-out session when it passes the gate."),
         preset=preset_param(WORKLOAD.presets),
     ),
-)
+))
 def brain_to_text_pipeline():
     @task
     def check_decode(decode: dict) -> dict:

@@ -13,9 +13,6 @@ decides. Settings live in `include/workloads/cifar10.yaml` (profiles `local` and
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator
 from airflow.sdk import Param, chain, dag, task
 from airflow.sdk.bases.operator import TriggerRule
@@ -25,6 +22,7 @@ from include.pipelines.tasks import (
     evaluate,
     model_request,
     package_source,
+    pipeline_dag_arguments,
     pipeline_params,
     plan,
     resolve_settings,
@@ -42,18 +40,14 @@ from sagemaker_pipelines_plugin.tuning import SageMakerResumableTuningOperator
 WORKLOAD = load_workload("cifar10")
 
 
-@dag(
-    schedule=WORKLOAD.schedule,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["sagemaker", "cifar10", "computer-vision"],
-    default_args={"owner": WORKLOAD.owner, "retries": 2, "retry_delay": timedelta(minutes=1)},
+@dag(**pipeline_dag_arguments(
+    WORKLOAD,
+    doc=__doc__,
+    tags=["cifar10", "computer-vision"],
     params=pipeline_params(
         tune=Param(True, type="boolean", description="Search hyperparameters first (Bayesian) and train with the best."),
     ),
-)
+))
 def cifar10_pipeline():
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def tuning_enabled(params=None) -> bool:

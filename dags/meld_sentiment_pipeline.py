@@ -15,9 +15,6 @@ decides. Settings live in `include/workloads/meld_sentiment.yaml` (profiles `loc
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator
 from airflow.sdk import chain, dag, task
 
@@ -26,6 +23,7 @@ from include.pipelines.tasks import (
     evaluate,
     model_request,
     package_source,
+    pipeline_dag_arguments,
     pipeline_params,
     plan,
     resolve_settings,
@@ -41,16 +39,12 @@ from sagemaker_pipelines_plugin.training import SageMakerResumableTrainingOperat
 WORKLOAD = load_workload("meld_sentiment")
 
 
-@dag(
-    schedule=WORKLOAD.schedule,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["sagemaker", "meld-sentiment", "nlp", "audio", "computer-vision"],
-    default_args={"owner": WORKLOAD.owner, "retries": 2, "retry_delay": timedelta(minutes=1)},
+@dag(**pipeline_dag_arguments(
+    WORKLOAD,
+    doc=__doc__,
+    tags=["meld-sentiment", "nlp", "audio", "computer-vision"],
     params=pipeline_params(),
-)
+))
 def meld_sentiment_pipeline():
     @task
     def smoke_test(endpoint_name: str, settings: dict) -> dict:

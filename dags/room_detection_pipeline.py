@@ -14,9 +14,6 @@ decides. Settings live in `include/workloads/room_detection.yaml` (profiles `loc
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator
 from airflow.sdk import chain, dag, task
 
@@ -25,6 +22,7 @@ from include.pipelines.tasks import (
     evaluate,
     model_request,
     package_source,
+    pipeline_dag_arguments,
     pipeline_params,
     plan,
     publish_model,
@@ -40,16 +38,12 @@ from sagemaker_pipelines_plugin.training import SageMakerResumableTrainingOperat
 WORKLOAD = load_workload("room_detection")
 
 
-@dag(
-    schedule=WORKLOAD.schedule,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["sagemaker", "room-detection", "computer-vision"],
-    default_args={"owner": WORKLOAD.owner, "retries": 2, "retry_delay": timedelta(minutes=1)},
+@dag(**pipeline_dag_arguments(
+    WORKLOAD,
+    doc=__doc__,
+    tags=["room-detection", "computer-vision"],
     params=pipeline_params(),
-)
+))
 def room_detection_pipeline():
     @task
     def upload_data(settings: dict) -> dict:

@@ -5,7 +5,30 @@ imported while the DAG file parses.
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pendulum
 from airflow.sdk import Param, task
+
+START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+RETRIES = 2  # the job operators rejoin their earlier try's job, so a retry never pays twice
+RETRY_DELAY = timedelta(minutes=1)
+
+
+def pipeline_dag_arguments(workload, *, doc: str | None, tags: list[str], params: dict[str, Param]) -> dict:
+    """@dag(...)'s arguments every pipeline shares: the workload's schedule and owner, no backfill,
+    one run at a time (two would race for the same endpoint), retries; plus the DAG's own doc, tags
+    (after "sagemaker") and trigger form."""
+    return {
+        "schedule": workload.schedule,
+        "start_date": START_DATE,
+        "catchup": False,
+        "max_active_runs": 1,
+        "doc_md": doc,
+        "tags": ["sagemaker", *tags],
+        "default_args": {"owner": workload.owner, "retries": RETRIES, "retry_delay": RETRY_DELAY},
+        "params": params,
+    }
 
 
 def pipeline_params(*, omit: tuple[str, ...] = (), **extra: Param) -> dict[str, Param]:
