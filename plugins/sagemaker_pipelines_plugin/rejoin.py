@@ -39,7 +39,9 @@ class JobKind:
     """How one kind of SageMaker job is named, described and waited for."""
 
     label: str  # for log lines: "Training", "Tuning", "Transform"
+    name_key: str  # where the request names the job: "TrainingJobName"
     status_key: str  # in the Describe* answer: "TrainingJobStatus"
+    describe: str  # the SageMakerHook method that describes one: "describe_training_job"
     trigger_type: str  # SageMakerTrigger's job_type
     max_name_length: int = 63
 
@@ -47,20 +49,24 @@ class JobKind:
 class RejoinEarlierTryMixin:
     """Mixed in before a provider job operator: execute() looks for an earlier try's job first.
 
-    A subclass says where its config keeps the job name, how to describe a job, and what the
-    operator returns for a finished one; the provider operator's own execute() submits a new job.
+    A subclass gives its JobKind and what the operator returns for a finished job; the provider
+    operator's own execute() submits a new one.
     """
 
     job_kind: JobKind
 
+    def job_request(self) -> dict:
+        """The part of the config that is the Create*Job request (all of it, unless a subclass says)."""
+        return self.config
+
     def job_name(self) -> str:
-        raise NotImplementedError
+        return self.job_request()[self.job_kind.name_key]
 
     def set_job_name(self, name: str) -> None:
-        raise NotImplementedError
+        self.job_request()[self.job_kind.name_key] = name
 
     def describe_job(self, name: str) -> dict:
-        raise NotImplementedError
+        return getattr(self.hook, self.job_kind.describe)(name)
 
     def finished_result(self, name: str) -> dict:
         raise NotImplementedError

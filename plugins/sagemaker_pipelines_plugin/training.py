@@ -22,20 +22,12 @@ LOG_LINES_SHOWN = 200
 class SageMakerResumableTrainingOperator(RejoinEarlierTryMixin, SageMakerTrainingOperator):
     """SageMakerTrainingOperator that rejoins, returns or resubmits its run's job instead of duplicating it."""
 
-    job_kind = JobKind(label="Training", status_key="TrainingJobStatus", trigger_type="Training")
+    job_kind = JobKind(label="Training", name_key="TrainingJobName", status_key="TrainingJobStatus",
+                       describe="describe_training_job", trigger_type="Training")
 
     def __init__(self, **kwargs):
         kwargs["action_if_job_exists"] = "fail"
         super().__init__(**kwargs)
-
-    def job_name(self) -> str:
-        return self.config["TrainingJobName"]
-
-    def set_job_name(self, name: str) -> None:
-        self.config["TrainingJobName"] = name
-
-    def describe_job(self, name: str) -> dict:
-        return self.hook.describe_training_job(name)
 
     def finished_result(self, name: str) -> dict:
         return self.serialize_result(name)
@@ -44,11 +36,11 @@ class SageMakerResumableTrainingOperator(RejoinEarlierTryMixin, SageMakerTrainin
         try:
             return super().execute(context)
         except AirflowException as error:
-            self._raise_for_failure(self.config["TrainingJobName"], str(error))
+            self._raise_for_failure(self.job_name(), str(error))
             raise
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> dict[str, dict]:
-        job_name = (event or {}).get("job_name") or self.config["TrainingJobName"]
+        job_name = (event or {}).get("job_name") or self.job_name()
         self._show_job_log(job_name)
         if (event or {}).get("status") != "success":
             self._raise_for_failure(job_name, str(event))

@@ -14,23 +14,15 @@ from sagemaker_pipelines_plugin.rejoin import JobKind, RejoinEarlierTryMixin
 class SageMakerResumableTransformOperator(RejoinEarlierTryMixin, SageMakerTransformOperator):
     """SageMakerTransformOperator that rejoins, returns or resubmits its run's transform job."""
 
-    job_kind = JobKind(label="Transform", status_key="TransformJobStatus", trigger_type="Transform")
+    job_kind = JobKind(label="Transform", name_key="TransformJobName", status_key="TransformJobStatus",
+                       describe="describe_transform_job", trigger_type="Transform")
 
     def __init__(self, **kwargs):
         kwargs["action_if_job_exists"] = "fail"  # the name is chosen per try here, never timestamped
         super().__init__(**kwargs)
 
-    def _transform_config(self) -> dict:
-        return self.config.get("Transform", self.config)
-
-    def job_name(self) -> str:
-        return self._transform_config()["TransformJobName"]
-
-    def set_job_name(self, name: str) -> None:
-        self._transform_config()["TransformJobName"] = name
-
-    def describe_job(self, name: str) -> dict:
-        return self.hook.describe_transform_job(name)
+    def job_request(self) -> dict:
+        return self.config.get("Transform", self.config)  # {"Model": ..., "Transform": ...} or the request alone
 
     def finished_result(self, name: str) -> dict:
         return self.serialize_result(name)

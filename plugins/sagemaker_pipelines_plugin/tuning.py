@@ -16,17 +16,8 @@ MAX_TUNING_JOB_NAME = 32  # SageMaker's limit: it appends "-NNN-xxxxxxxx" for ea
 class SageMakerResumableTuningOperator(RejoinEarlierTryMixin, SageMakerTuningOperator):
     """SageMakerTuningOperator that rejoins, returns or resubmits its run's tuning job."""
 
-    job_kind = JobKind(label="Tuning", status_key="HyperParameterTuningJobStatus", trigger_type="tuning",
-                       max_name_length=MAX_TUNING_JOB_NAME)
-
-    def job_name(self) -> str:
-        return self.config["HyperParameterTuningJobName"]
-
-    def set_job_name(self, name: str) -> None:
-        self.config["HyperParameterTuningJobName"] = name
-
-    def describe_job(self, name: str) -> dict:
-        return self.hook.describe_tuning_job(name)
+    job_kind = JobKind(label="Tuning", name_key="HyperParameterTuningJobName", status_key="HyperParameterTuningJobStatus",
+                       describe="describe_tuning_job", trigger_type="tuning", max_name_length=MAX_TUNING_JOB_NAME)
 
     def finished_result(self, name: str) -> dict:
         return {"Tuning": serialize(self.describe_job(name))}
