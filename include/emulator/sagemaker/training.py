@@ -267,13 +267,7 @@ class TrainingJobStore:
             "CreationTime": lambda s: s["CreationTime"],
         }[params.get("SortBy", "CreationTime")]
         summaries.sort(key=sort_key, reverse=params.get("SortOrder", "Descending") == "Descending")
-        start = decode_next_token(params.get("NextToken"))
-        limit = params.get("MaxResults", DEFAULT_LIST_RESULTS)
-        page = summaries[start : start + limit]
-        answer: dict = {"TrainingJobSummaries": page}
-        if start + limit < len(summaries):
-            answer["NextToken"] = encode_next_token(start + limit)
-        return answer
+        return summaries_page(summaries, params, "TrainingJobSummaries")
 
     def shutdown(self) -> None:
         """Stop every running job and kill its process group, so no process outlives the emulator."""
@@ -353,16 +347,13 @@ def parse_timestamp(value) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
-def _matches(summary: dict, params: dict) -> bool:
-    if "NameContains" in params and params["NameContains"].lower() not in summary["TrainingJobName"].lower():
+def summary_matches(summary: dict, params: dict, name_field: str, status_field: str) -> bool:
+    """NameContains, StatusEquals and the Creation/LastModified time bounds of a List*Jobs request."""
+    if "NameContains" in params and params["NameContains"].lower() not in summary[name_field].lower():
         return False
-    if "StatusEquals" in params and summary["TrainingJobStatus"] != params["StatusEquals"]:
+    if "StatusEquals" in params and summary[status_field] != params["StatusEquals"]:
         return False
-    if "WarmPoolStatusEquals" in params:
-        return False  # no warm pools here: KeepAlivePeriodInSeconds keeps nothing alive
-    if "TrainingPlanArnEquals" in params and summary["TrainingPlanArn"] != params["TrainingPlanArnEquals"]:
-        return False
-    for member, field, after in (
+    for member, field_name, after in (
         ("CreationTimeAfter", "CreationTime", True),
         ("CreationTimeBefore", "CreationTime", False),
         ("LastModifiedTimeAfter", "LastModifiedTime", True),
@@ -370,9 +361,27 @@ def _matches(summary: dict, params: dict) -> bool:
     ):
         if member in params:
             bound = parse_timestamp(params[member])
-            if (summary[field] <= bound) if after else (summary[field] >= bound):
+            if (summary[field_name] <= bound) if after else (summary[field_name] >= bound):
                 return False
     return True
+
+
+def _matches(summary: dict, params: dict) -> bool:
+    if "WarmPoolStatusEquals" in params:
+        return False  # no warm pools here: KeepAlivePeriodInSeconds keeps nothing alive
+    if "TrainingPlanArnEquals" in params and summary["TrainingPlanArn"] != params["TrainingPlanArnEquals"]:
+        return False
+    return summary_matches(summary, params, "TrainingJobName", "TrainingJobStatus")
+
+
+def summaries_page(items: list[dict], params: dict, member: str) -> dict:
+    """One page of a List* answer ({member: [...], NextToken}), from MaxResults and NextToken."""
+    start = decode_next_token(params.get("NextToken"))
+    limit = params.get("MaxResults", DEFAULT_LIST_RESULTS)
+    answer: dict = {member: items[start : start + limit]}
+    if start + limit < len(items):
+        answer["NextToken"] = encode_next_token(start + limit)
+    return answer
 
 
 def encode_next_token(offset: int) -> str:

@@ -20,10 +20,9 @@ from ..tuning.runner import RUNNING, TuningRunner
 from ..tuning.strategies import Proposal
 from .registry import operation
 from .tags import TagStore
-from .training import TrainingJobStore, decode_next_token, encode_next_token, parse_timestamp
+from .training import TrainingJobStore, summaries_page, summary_matches
 
 TERMINAL_STATUSES = {"Completed", "Failed", "Stopped"}
-DEFAULT_LIST_RESULTS = 10
 # BestObjectiveNotImproving counts a job as an improvement only when it beats the best by 1% or more
 IMPROVEMENT = 0.01
 
@@ -319,14 +318,15 @@ class TuningJobStore:
         with self._lock:
             jobs = [job for (job_region, _), job in self._jobs.items() if job_region == region]
         summaries = [job.summary(self.training) for job in jobs]
-        summaries = [s for s in summaries if _matches(s, params, "HyperParameterTuningJobName", "HyperParameterTuningJobStatus")]
+        summaries = [s for s in summaries
+                     if summary_matches(s, params, "HyperParameterTuningJobName", "HyperParameterTuningJobStatus")]
         sort_key = {
             "Name": lambda s: s["HyperParameterTuningJobName"],
             "Status": lambda s: s["HyperParameterTuningJobStatus"],
             "CreationTime": lambda s: s["CreationTime"],
         }[params.get("SortBy", "Name")]
         summaries.sort(key=sort_key, reverse=params.get("SortOrder", "Ascending") == "Descending")
-        return _page(summaries, params, "HyperParameterTuningJobSummaries")
+        return summaries_page(summaries, params, "HyperParameterTuningJobSummaries")
 
     def list_children(self, name: str, region: str, params: dict) -> dict:
         job = self.get(name, region)
@@ -346,7 +346,7 @@ class TuningJobStore:
             "FinalObjectiveMetricValue": lambda s: s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"],
         }[sort_by]
         summaries.sort(key=sort_key, reverse=params.get("SortOrder", "Ascending") == "Descending")
-        return _page(summaries, params, "TrainingJobSummaries")
+        return summaries_page(summaries, params, "TrainingJobSummaries")
 
     def shutdown(self) -> None:
         with self._lock:
@@ -354,33 +354,6 @@ class TuningJobStore:
             runners = [job.runner for job in self._jobs.values() if job.runner and job.runner.alive]
         for runner in runners:
             runner.shutdown()
-
-
-def _matches(summary: dict, params: dict, name_field: str, status_field: str) -> bool:
-    if "NameContains" in params and params["NameContains"].lower() not in summary[name_field].lower():
-        return False
-    if "StatusEquals" in params and summary[status_field] != params["StatusEquals"]:
-        return False
-    for member, field_name, after in (
-        ("CreationTimeAfter", "CreationTime", True),
-        ("CreationTimeBefore", "CreationTime", False),
-        ("LastModifiedTimeAfter", "LastModifiedTime", True),
-        ("LastModifiedTimeBefore", "LastModifiedTime", False),
-    ):
-        if member in params:
-            bound = parse_timestamp(params[member])
-            if (summary[field_name] <= bound) if after else (summary[field_name] >= bound):
-                return False
-    return True
-
-
-def _page(items: list[dict], params: dict, member: str) -> dict:
-    start = decode_next_token(params.get("NextToken"))
-    limit = params.get("MaxResults", DEFAULT_LIST_RESULTS)
-    answer: dict = {member: items[start : start + limit]}
-    if start + limit < len(items):
-        answer["NextToken"] = encode_next_token(start + limit)
-    return answer
 
 
 def _store(ctx) -> TuningJobStore:
