@@ -65,6 +65,7 @@ from dataset import PlannedBatches, SessionStore, eval_batch_plans, train_batch_
 from model import GRUDecoder, edit_distance, gaussian_smooth, greedy_decode
 from sagemaker_hyperparameters import parse_hyperparameters
 from serving_code import copy_serving_code
+from spot_checkpoints import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 
 # What a SageMaker training job's MetricDefinitions should list (the workload YAML carries the same).
 METRIC_DEFINITIONS = [
@@ -76,7 +77,6 @@ METRIC_DEFINITIONS = [
 ]
 
 CODE_FILES = ("inference.py", "model.py", "dataset.py", "requirements.txt")  # what code/ needs to serve
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 # -----------------------------------------------------------------------------
@@ -274,23 +274,6 @@ def init_output_bias(model: GRUDecoder, batches) -> dict:
     smoothed = counts + 0.1  # classes not seen yet keep a small probability
     model.out.bias.copy_((smoothed / smoothed.sum()).log().to(model.out.bias.dtype))
     return {"labels": int(counts[1:].sum()), "classes_seen": int((counts[1:] > 0).sum()), "frames": frames}
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    torch.save(state, partial)
-    os.replace(partial, path)  # atomic: a spot interruption never leaves half a checkpoint behind
-
-
-def load_checkpoint(checkpoint_dir: str) -> dict | None:
-    path = Path(checkpoint_dir) / CHECKPOINT_NAME
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise RuntimeError(f"Cannot resume from {path} ({error}); delete it to start afresh.") from error
 
 
 def build_model(hp: Hyperparameters, n_days: int) -> GRUDecoder:

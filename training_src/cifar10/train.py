@@ -53,6 +53,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Rando
 from model import ARCHITECTURE, CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES, INPUT_SIZE, build_model
 from sagemaker_hyperparameters import parse_hyperparameters
 from serving_code import copy_serving_code
+from spot_checkpoints import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 
 # What a SageMaker training job's (or tuning job's) MetricDefinitions should list. \b keeps
 # `val_accuracy=` from also matching inside `best_val_accuracy=`.
@@ -68,7 +69,6 @@ METRIC_DEFINITIONS = [
 ]
 
 CODE_FILES = ("inference.py", "model.py", "requirements.txt")  # what code/ in model.tar.gz needs to serve
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 # -----------------------------------------------------------------------------
@@ -277,23 +277,6 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, prepa
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
     return loss_sum / max(1, len(images)), correct / max(1, len(images))
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    torch.save(state, partial)
-    os.replace(partial, path)  # atomic: a spot interruption never leaves half a checkpoint behind
-
-
-def load_checkpoint(checkpoint_dir: str) -> dict | None:
-    path = Path(checkpoint_dir) / CHECKPOINT_NAME
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise RuntimeError(f"Cannot resume from {path} ({error}); delete it to start afresh.") from error
 
 
 def write_model_artifacts(model_dir: Path, best_state: dict, info: dict) -> None:
