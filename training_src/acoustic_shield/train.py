@@ -38,7 +38,6 @@ trains 4 epochs in 40-90 s; best validation macro-F1 was 1.0, 1.0, 0.87 and 1.0 
 """
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -50,7 +49,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from audio import SAMPLING_RATE, decode_wav
-from sagemaker_hyperparameters import parse_hyperparameters
+from sagemaker_hyperparameters import from_env, parse_hyperparameters
 from serving_code import copy_serving_code
 
 OFFLINE_TINY = "offline-tiny"  # --model-name-or-path value that builds a small Wav2Vec2 from a config
@@ -96,11 +95,11 @@ class Hyperparameters:
 
 @dataclass
 class Paths:
-    train: str = field(default_factory=lambda: os.environ.get("SM_CHANNEL_TRAIN", "data/acoustic_shield/train"), metadata={"help": "train channel, <Label>/*.wav (SM_CHANNEL_TRAIN)"})
-    validation: str = field(default_factory=lambda: os.environ.get("SM_CHANNEL_VALIDATION", ""), metadata={"help": "optional validation channel, <Label>/*.wav (SM_CHANNEL_VALIDATION)"})
-    model_dir: str = field(default_factory=lambda: os.environ.get("SM_MODEL_DIR", "model"), metadata={"help": "where the model artifacts go (SM_MODEL_DIR)"})
-    output_data_dir: str = field(default_factory=lambda: os.environ.get("SM_OUTPUT_DATA_DIR", "output"), metadata={"help": "metrics.json goes here (SM_OUTPUT_DATA_DIR)"})
-    num_gpus: int = field(default_factory=lambda: int(os.environ.get("SM_NUM_GPUS", torch.cuda.device_count())), metadata={"help": "GPUs to use, 0 = CPU (SM_NUM_GPUS)"})
+    train: str = from_env("SM_CHANNEL_TRAIN", "data/acoustic_shield/train", "train channel, <Label>/*.wav")
+    validation: str = from_env("SM_CHANNEL_VALIDATION", "", "optional validation channel, <Label>/*.wav")
+    model_dir: str = from_env("SM_MODEL_DIR", "model", "where the model artifacts go")
+    output_data_dir: str = from_env("SM_OUTPUT_DATA_DIR", "output", "metrics.json goes here")
+    num_gpus: int = from_env("SM_NUM_GPUS", str(torch.cuda.device_count()), "GPUs to use, 0 = CPU")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:

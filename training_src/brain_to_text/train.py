@@ -50,7 +50,6 @@ after its 300 batches; so did 800-batch runs with 64 and 128 units.
 import functools
 import json
 import math
-import os
 import sys
 import time
 from contextlib import nullcontext
@@ -63,7 +62,7 @@ import yaml
 
 from dataset import PlannedBatches, SessionStore, eval_batch_plans, train_batch_plan
 from model import GRUDecoder, edit_distance, gaussian_smooth, greedy_decode
-from sagemaker_hyperparameters import parse_hyperparameters
+from sagemaker_hyperparameters import from_env, job_folder, parse_hyperparameters
 from serving_code import copy_serving_code
 from spot_checkpoints import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 
@@ -81,13 +80,6 @@ CODE_FILES = ("inference.py", "model.py", "dataset.py", "requirements.txt")  # w
 
 # -----------------------------------------------------------------------------
 # settings: hyperparameters arrive as --flags, paths as SM_* variables
-
-
-def _default_checkpoint_dir() -> str:
-    # SageMaker syncs /opt/ml/checkpoints with CheckpointConfig.S3Uri; the local SageMaker sets SAGEMAKER_BASE_DIR
-    if os.environ.get("SAGEMAKER_BASE_DIR"):
-        return str(Path(os.environ["SAGEMAKER_BASE_DIR"]) / "checkpoints")
-    return "/opt/ml/checkpoints" if Path("/opt/ml").is_dir() else "checkpoints"
 
 
 @dataclass
@@ -131,15 +123,15 @@ class Hyperparameters:
     init_output_bias: bool = field(default=True, metadata={"help": "start the output bias at the log class frequencies of the first training batches"})
     seed: int = field(default=10, metadata={"help": "random seed for initialisation, batch sampling and augmentation"})
     use_amp: bool = field(default=True, metadata={"help": "bf16 autocast on GPU (ignored on CPU)"})
-    checkpoint_dir: str = field(default_factory=_default_checkpoint_dir, metadata={"help": "resumable state; a job resumes from the one there"})
+    checkpoint_dir: str = field(default_factory=lambda: job_folder("checkpoints", "checkpoints"), metadata={"help": "resumable state; a job resumes from the one there"})
 
 
 @dataclass
 class Paths:
-    train: str = field(default_factory=lambda: os.environ.get("SM_CHANNEL_TRAIN", "data/brain_to_text"), metadata={"help": "train channel (SM_CHANNEL_TRAIN), read when --data-s3-uri is empty"})
-    model_dir: str = field(default_factory=lambda: os.environ.get("SM_MODEL_DIR", "model"), metadata={"help": "where the model artifacts go (SM_MODEL_DIR)"})
-    output_data_dir: str = field(default_factory=lambda: os.environ.get("SM_OUTPUT_DATA_DIR", "output"), metadata={"help": "metrics.json goes here (SM_OUTPUT_DATA_DIR)"})
-    num_gpus: int = field(default_factory=lambda: int(os.environ.get("SM_NUM_GPUS", torch.cuda.device_count())), metadata={"help": "GPUs to use, 0 = CPU (SM_NUM_GPUS)"})
+    train: str = from_env("SM_CHANNEL_TRAIN", "data/brain_to_text", "train channel, read when --data-s3-uri is empty")
+    model_dir: str = from_env("SM_MODEL_DIR", "model", "where the model artifacts go")
+    output_data_dir: str = from_env("SM_OUTPUT_DATA_DIR", "output", "metrics.json goes here")
+    num_gpus: int = from_env("SM_NUM_GPUS", str(torch.cuda.device_count()), "GPUs to use, 0 = CPU")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:

@@ -51,7 +51,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, TensorDataset
 
 from model import ARCHITECTURE, CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES, INPUT_SIZE, build_model
-from sagemaker_hyperparameters import parse_hyperparameters
+from sagemaker_hyperparameters import from_env, job_folder, parse_hyperparameters, setting
 from serving_code import copy_serving_code
 from spot_checkpoints import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 
@@ -75,23 +75,6 @@ CODE_FILES = ("inference.py", "model.py", "requirements.txt")  # what code/ in m
 # settings: hyperparameters arrive as --flags, paths as SM_* variables
 
 
-def _default_checkpoint_dir() -> str:
-    # SageMaker syncs /opt/ml/checkpoints with CheckpointConfig.S3Uri; the local SageMaker sets SAGEMAKER_BASE_DIR
-    if os.environ.get("SAGEMAKER_BASE_DIR"):
-        return str(Path(os.environ["SAGEMAKER_BASE_DIR"]) / "checkpoints")
-    return "/opt/ml/checkpoints" if Path("/opt/ml").is_dir() else "checkpoints"
-
-
-def setting(default, help: str):
-    return field(default=default, metadata={"help": help})
-
-
-def from_env(variable: str, by_hand: str, help: str):
-    """A path (or count) SageMaker sets in an environment variable, with a fallback for runs by hand."""
-    return field(default_factory=lambda: os.environ.get(variable, by_hand),
-                 metadata={"help": f"{help} (default: ${variable}, else {by_hand!r})"})
-
-
 @dataclass
 class Hyperparameters:
     epochs: int = setting(10, "passes over the training set")
@@ -104,8 +87,7 @@ class Hyperparameters:
     num_workers: int = setting(2, "DataLoader processes slicing batches off the in-memory tensors; 0 = main process")
     seed: int = setting(0, "random seed for initialization, sampling and augmentation")
     max_train_samples: int = setting(0, "train on a random subset of this many images; 0 = all")
-    checkpoint_dir: str = field(default_factory=_default_checkpoint_dir,
-                                metadata={"help": "per-epoch checkpoints, resumed from when present"})
+    checkpoint_dir: str = field(default_factory=lambda: job_folder("checkpoints", "checkpoints"), metadata={"help": "per-epoch checkpoints, resumed from when present"})
     amp: bool = setting(True, "bf16 autocast on GPU (ignored on CPU)")
 
 

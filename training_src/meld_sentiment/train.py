@@ -42,7 +42,6 @@ import csv
 import io
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -58,7 +57,7 @@ import torch.nn as nn
 
 from media import NO_AUDIO, MediaSettings, clip_features
 from model import EMOTIONS, SENTIMENTS, VIDEO_BACKBONES, ArchitectureSettings, MultimodalSentimentModel, small_bert_config
-from sagemaker_hyperparameters import parse_hyperparameters
+from sagemaker_hyperparameters import from_env, job_folder, parse_hyperparameters
 from serving_code import copy_serving_code
 from tensorboard_events import ScalarWriter
 
@@ -86,13 +85,6 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 # -----------------------------------------------------------------------------
 # settings: hyperparameters arrive as --flags, paths as SM_* variables
-
-
-def _default_tensorboard_dir() -> str:
-    # TensorBoardOutputConfig.LocalPath defaults to /opt/ml/output/tensorboard; the local SageMaker sets SAGEMAKER_BASE_DIR
-    if os.environ.get("SAGEMAKER_BASE_DIR"):
-        return str(Path(os.environ["SAGEMAKER_BASE_DIR"]) / "output" / "tensorboard")
-    return "/opt/ml/output/tensorboard" if Path("/opt/ml").is_dir() else "tensorboard"
 
 
 @dataclass
@@ -126,16 +118,16 @@ class Hyperparameters:
     decode_workers: int = field(default=8, metadata={"help": "ffmpeg processes decoding clips at once, before training"})
     seed: int = field(default=0, metadata={"help": "random seed for initialization and sampling"})
     amp: bool = field(default=True, metadata={"help": "float16 autocast with loss scaling on GPU (ignored on CPU)"})
-    tensorboard_dir: str = field(default_factory=_default_tensorboard_dir, metadata={"help": "TensorBoard event files (TensorBoardOutputConfig.LocalPath)"})
+    tensorboard_dir: str = field(default_factory=lambda: job_folder("output/tensorboard", "tensorboard"), metadata={"help": "TensorBoard event files (TensorBoardOutputConfig.LocalPath)"})
 
 
 @dataclass
 class Paths:
-    train: str = field(default_factory=lambda: os.environ.get("SM_CHANNEL_TRAIN", "data/meld/train"), metadata={"help": "train channel (SM_CHANNEL_TRAIN)"})
-    validation: str = field(default_factory=lambda: os.environ.get("SM_CHANNEL_VALIDATION", "data/meld/validation"), metadata={"help": "validation channel (SM_CHANNEL_VALIDATION)"})
-    model_dir: str = field(default_factory=lambda: os.environ.get("SM_MODEL_DIR", "model"), metadata={"help": "where the model artifacts go (SM_MODEL_DIR)"})
-    output_data_dir: str = field(default_factory=lambda: os.environ.get("SM_OUTPUT_DATA_DIR", "output"), metadata={"help": "metrics.json goes here (SM_OUTPUT_DATA_DIR)"})
-    num_gpus: int = field(default_factory=lambda: int(os.environ.get("SM_NUM_GPUS", torch.cuda.device_count())), metadata={"help": "GPUs to use, 0 = CPU (SM_NUM_GPUS)"})
+    train: str = from_env("SM_CHANNEL_TRAIN", "data/meld/train", "train channel")
+    validation: str = from_env("SM_CHANNEL_VALIDATION", "data/meld/validation", "validation channel")
+    model_dir: str = from_env("SM_MODEL_DIR", "model", "where the model artifacts go")
+    output_data_dir: str = from_env("SM_OUTPUT_DATA_DIR", "output", "metrics.json goes here")
+    num_gpus: int = from_env("SM_NUM_GPUS", str(torch.cuda.device_count()), "GPUs to use, 0 = CPU")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:

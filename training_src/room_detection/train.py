@@ -50,7 +50,7 @@ from pathlib import Path
 
 import yaml
 
-from sagemaker_hyperparameters import parse_hyperparameters
+from sagemaker_hyperparameters import from_env, job_folder, parse_hyperparameters
 from serving_code import copy_serving_code
 
 # What a SageMaker training job's MetricDefinitions should list. \b keeps `mAP50=` from matching
@@ -95,13 +95,6 @@ def log(*parts, **kwargs) -> None:
 # settings: hyperparameters arrive as --flags, paths as SM_* variables
 
 
-def _default_checkpoint_dir() -> str:
-    # SageMaker syncs /opt/ml/checkpoints with CheckpointConfig.S3Uri; the local SageMaker sets SAGEMAKER_BASE_DIR
-    if os.environ.get("SAGEMAKER_BASE_DIR"):
-        return str(Path(os.environ["SAGEMAKER_BASE_DIR"]) / "checkpoints")
-    return "/opt/ml/checkpoints" if Path("/opt/ml").is_dir() else "checkpoints"
-
-
 @dataclass
 class Hyperparameters:
     model_size: str = field(default="n", metadata={"help": f"YOLOv8 scale, one of {', '.join(MODEL_SIZES)}"})
@@ -117,16 +110,16 @@ class Hyperparameters:
     workers: int = field(default=8, metadata={"help": "data loader worker processes (per GPU); 0 = main process"})
     seed: int = field(default=0, metadata={"help": "random seed for initialization, sampling and augmentation"})
     amp: bool = field(default=True, metadata={"help": "mixed precision on GPU (ignored on CPU)"})
-    checkpoint_dir: str = field(default_factory=_default_checkpoint_dir, metadata={"help": "ultralytics' run folder (last.pt every epoch); resumes from it"})
+    checkpoint_dir: str = field(default_factory=lambda: job_folder("checkpoints", "checkpoints"), metadata={"help": "ultralytics' run folder (last.pt every epoch); resumes from it"})
 
 
 @dataclass
 class Paths:
-    train: str = field(default_factory=lambda: os.environ.get("SM_CHANNEL_TRAIN", "data/room_detection"), metadata={"help": "train channel: dataset.yaml, images/, labels/ (SM_CHANNEL_TRAIN)"})
-    weights_channel: str = field(default_factory=lambda: os.environ.get("SM_CHANNEL_WEIGHTS", ""), metadata={"help": "optional channel with pretrained checkpoints (SM_CHANNEL_WEIGHTS)"})
-    model_dir: str = field(default_factory=lambda: os.environ.get("SM_MODEL_DIR", "model"), metadata={"help": "where the model artifacts go (SM_MODEL_DIR)"})
-    output_data_dir: str = field(default_factory=lambda: os.environ.get("SM_OUTPUT_DATA_DIR", "output"), metadata={"help": "results.csv and training_metrics.json also go here (SM_OUTPUT_DATA_DIR)"})
-    num_gpus: int = field(default_factory=lambda: int(os.environ.get("SM_NUM_GPUS", "-1")), metadata={"help": "GPUs to use, 0 = CPU; -1: every GPU torch sees (SM_NUM_GPUS)"})
+    train: str = from_env("SM_CHANNEL_TRAIN", "data/room_detection", "train channel: dataset.yaml, images/, labels/")
+    weights_channel: str = from_env("SM_CHANNEL_WEIGHTS", "", "optional channel with pretrained checkpoints")
+    model_dir: str = from_env("SM_MODEL_DIR", "model", "where the model artifacts go")
+    output_data_dir: str = from_env("SM_OUTPUT_DATA_DIR", "output", "results.csv and training_metrics.json also go here")
+    num_gpus: int = from_env("SM_NUM_GPUS", "-1", "GPUs to use, 0 = CPU; -1: every GPU torch sees")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:

@@ -8,9 +8,31 @@ sourcedir.tar.gz, so in the container it is imported like a sibling of train.py.
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, fields
+import os
+from dataclasses import MISSING, field, fields
+from pathlib import Path
 
-__all__ = ["parse_bool", "parse_hyperparameters"]
+__all__ = ["from_env", "job_folder", "parse_bool", "parse_hyperparameters", "setting"]
+
+
+def setting(default, help: str):
+    """A hyperparameter with a fixed default."""
+    return field(default=default, metadata={"help": help})
+
+
+def from_env(variable: str, by_hand: str, help: str):
+    """A path or count SageMaker passes in an environment variable (SM_CHANNEL_TRAIN, SM_NUM_GPUS, ...),
+    with a fallback for runs by hand; the string goes through the field's type like any default."""
+    return field(default_factory=lambda: os.environ.get(variable, by_hand),
+                 metadata={"help": f"{help} (default: ${variable}, else {by_hand!r})"})
+
+
+def job_folder(relative: str, by_hand: str) -> str:
+    """A folder of the job's /opt/ml tree (checkpoints, output/tensorboard): under SAGEMAKER_BASE_DIR on the
+    local SageMaker, under /opt/ml in a container, else `by_hand` (a run by hand)."""
+    if os.environ.get("SAGEMAKER_BASE_DIR"):
+        return str(Path(os.environ["SAGEMAKER_BASE_DIR"]) / relative)
+    return f"/opt/ml/{relative}" if Path("/opt/ml").is_dir() else by_hand
 
 
 def parse_bool(value: str) -> bool:
