@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.sdk.exceptions import AirflowException
 
+from sagemaker_pipelines_plugin.lookup import describe_or_none
+
 NAME_TAIL = 10  # our names end in a per-run hash (include.pipelines.naming): a shortened name keeps it
 # A Stopping job will not complete: like a stopped or failed one, it is replaced, not rejoined
 RUNNING = ("InProgress",)
@@ -72,15 +74,7 @@ class RejoinEarlierTryMixin:
         raise NotImplementedError
 
     def find_job(self, name: str) -> dict | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            return self.describe_job(name)
-        except ClientError as error:
-            # SageMaker answers a describe of an unknown job with ValidationException or ResourceNotFound
-            if error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
-                return None
-            raise
+        return describe_or_none(self.describe_job, name)
 
     def execute(self, context) -> dict:
         kind = self.job_kind

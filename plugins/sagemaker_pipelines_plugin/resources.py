@@ -8,16 +8,7 @@ from __future__ import annotations
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointConfigOperator, SageMakerModelOperator
 
-
-def _exists(describe, name: str) -> dict | None:
-    from botocore.exceptions import ClientError
-
-    try:
-        return describe(name)
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ValidationException":
-            return None
-        raise
+from sagemaker_pipelines_plugin.lookup import describe_or_none
 
 
 class SageMakerCreateModelOnceOperator(SageMakerModelOperator):
@@ -26,7 +17,7 @@ class SageMakerCreateModelOnceOperator(SageMakerModelOperator):
     def execute(self, context) -> dict:
         from airflow.providers.amazon.aws.operators.sagemaker import serialize
 
-        existing = _exists(self.hook.describe_model, self.config["ModelName"])
+        existing = describe_or_none(self.hook.describe_model, self.config["ModelName"])
         if existing is None:
             return super().execute(context)
         self.log.info("Model %s exists from an earlier try; keeping it.", self.config["ModelName"])
@@ -39,7 +30,7 @@ class SageMakerCreateEndpointConfigOnceOperator(SageMakerEndpointConfigOperator)
     def execute(self, context) -> dict:
         from airflow.providers.amazon.aws.operators.sagemaker import serialize
 
-        existing = _exists(self.hook.describe_endpoint_config, self.config["EndpointConfigName"])
+        existing = describe_or_none(self.hook.describe_endpoint_config, self.config["EndpointConfigName"])
         if existing is None:
             return super().execute(context)
         self.log.info("Endpoint config %s exists from an earlier try; keeping it.", self.config["EndpointConfigName"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTransformOperator
 
+from sagemaker_pipelines_plugin.lookup import describe_or_none
 from sagemaker_pipelines_plugin.rejoin import JobKind, RejoinEarlierTryMixin
 
 
@@ -31,18 +32,7 @@ class SageMakerResumableTransformOperator(RejoinEarlierTryMixin, SageMakerTransf
         # the model the config creates alongside the job has a per-run name too: an earlier try's is
         # the same model, where the provider would create a timestamped copy
         model = self.config.get("Model")
-        if model and self._model_exists(model["ModelName"]):
+        if model and describe_or_none(self.hook.describe_model, model["ModelName"]) is not None:
             self.log.info("Model %s exists from an earlier try; keeping it.", model["ModelName"])
             self.config = self.config["Transform"]
         return super().submit(context)
-
-    def _model_exists(self, name: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.hook.describe_model(name)
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ValidationException":
-                return False
-            raise
-        return True
