@@ -122,7 +122,7 @@ def test_training_learns_the_synthetic_emotions(train_module, trained):
     _, log = trained
     metrics = metric_values(train_module, log)
     gate = load_workload("meld_sentiment", "local").evaluation.threshold
-    # always answering "neutral" scores ~0.30; measured 0.80-0.93 over training seeds 1, 2, 3 and 42
+    # always answering "neutral" scores ~0.30; measured 0.79-0.87 over training seeds 1, 2, 3 and 42
     assert metrics["best:validation:emotion_weighted_f1"][0] >= gate + 0.1, log
     assert metrics["train:loss"][-1] < metrics["train:loss"][0]
 
@@ -174,6 +174,28 @@ def test_trained_model_serves_through_its_own_code(trained):
                                             "application/json"))
     correct = sum(p["emotion"]["label"] == s["emotion"] for p, s in zip(answer["predictions"], samples))
     assert correct >= 8, answer  # chance is 2 of 14
+
+
+@pytest.mark.slow
+def test_the_same_seed_trains_the_same_model(tmp_path, data_dir, trained):
+    """A second run of the same job writes the same weights and logs the same metrics: what the gate and the
+    serving test judge does not depend on the process (the vocabulary once did) or on the machine's load."""
+    import torch
+
+    job_dir, log = trained
+    result = run_training(tmp_path, data_dir, *local_profile_flags())
+    assert result.returncode == 0, result.stdout + result.stderr
+    first = torch.load(job_dir / "model" / "model.pth", weights_only=True)
+    second = torch.load(tmp_path / "model" / "model.pth", weights_only=True)
+    assert first.keys() == second.keys()
+    assert [k for k in first if not torch.equal(first[k], second[k])] == []
+    assert ((job_dir / "model" / "text_encoder" / "tokenizer.json").read_text()
+            == (tmp_path / "model" / "text_encoder" / "tokenizer.json").read_text())
+
+    def metrics(text: str) -> list[str]:  # the epoch lines without their timing
+        return [re.sub(r" epoch_seconds=\S+", "", line) for line in text.splitlines() if line.startswith(("epoch=", "best_"))]
+
+    assert metrics(result.stdout) == metrics(log)
 
 
 @pytest.mark.slow
@@ -251,6 +273,26 @@ def test_unknown_flags_are_refused(train_module, capsys):
     with pytest.raises(SystemExit):
         train_module.parse_args(["--epoch", "3"])
     assert "unrecognized hyperparameter(s) --epoch" in capsys.readouterr().err
+
+
+def test_the_scratch_tokenizer_learns_the_same_vocabulary_every_time(train_module):
+    """tokenizers' WordPieceTrainer numbered tokens in hash-map order: each run learnt another vocabulary, so the
+    same seed trained another model (huggingface/tokenizers#1794). The order of the texts does not matter either."""
+    texts = [f"{speaker}, {phrase}" for phrases in meld_sentiment.PHRASES.values() for phrase in phrases
+             for speaker in meld_sentiment.SPEAKERS[:2]]
+    tokenizers = [train_module.scratch_tokenizer(t, 2000, 32) for t in (texts, texts, texts, texts[::-1])]
+    assert all(tokenizer.get_vocab() == tokenizers[0].get_vocab() for tokenizer in tokenizers[1:])
+    # with room to spare every training word becomes a token of its own, as the trainer's vocabulary had it
+    assert tokenizers[0].tokenize("Chandler, get out of my apartment!") == ["chandler", ",", "get", "out", "of", "my", "apartment", "!"]
+
+
+def test_wordpiece_merges_the_most_frequent_pair_first_and_equal_counts_in_id_order(train_module):
+    # the Hugging Face course's example: ##u ##g (20) first, then ##u ##n (16), h ##ug (15), p ##un (12),
+    # then p ##ug and hug ##s tie at 5: p has the lower id
+    vocabulary = train_module.learn_wordpiece_vocabulary({"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5}, 100)
+    assert vocabulary == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "b", "g", "h", "n", "p", "s", "u",
+                          "##g", "##n", "##s", "##u", "##ug", "##un", "hug", "pun", "pug", "hugs", "bun"]
+    assert train_module.learn_wordpiece_vocabulary({"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5}, 18)[-2:] == ["##ug", "##un"]
 
 
 def test_balanced_class_weights_are_n_over_classes_times_count(train_module):
