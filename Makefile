@@ -10,10 +10,12 @@ export PYTHONPATH := $(CURDIR)
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt constraints.txt
+# requirements-local.txt: the local SageMaker and the tests, on top of requirements.txt (the Airflow side)
+# and requirements-synthetic-data.txt (what the local profile's Airflow tasks add)
+$(VENV)/.installed: requirements.txt requirements-synthetic-data.txt requirements-local.txt constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required (set PYTHON=...)")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet -r requirements-local.txt -c constraints.txt
 	$(PY) -m pip check
 	touch $@
 

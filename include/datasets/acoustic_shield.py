@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,21 @@ def render(label: str, seconds: float, sample_rate: int, rng: np.random.Generato
 
 
 def wav_bytes(samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> bytes:
-    """Samples ([N] mono or [N, channels]) as the bytes of a WAV file."""
+    """Samples ([N] mono or [N, channels], floats in [-1, 1]) as the bytes of a WAV file.
+
+    16-bit PCM is written by the standard library's wave module, so the smoke test's clips need no
+    soundfile in Airflow; 24-bit and float (the data set has those too) by soundfile.
+    """
+    if subtype == "PCM_16":
+        # scaled by 2**15, rounded down and clipped, as libsndfile converts (to within one step)
+        pcm = np.clip(np.floor(np.asarray(samples, dtype=np.float64) * 32768), -32768, 32767).astype("<i2")
+        buffer = io.BytesIO()
+        with wave.open(buffer, "wb") as out:
+            out.setnchannels(1 if pcm.ndim == 1 else pcm.shape[1])
+            out.setsampwidth(2)
+            out.setframerate(sample_rate)
+            out.writeframes(pcm.tobytes())
+        return buffer.getvalue()
     import soundfile
 
     buffer = io.BytesIO()

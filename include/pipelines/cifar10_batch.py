@@ -1,16 +1,15 @@
 """CIFAR-10 batch transform: the test set as JSON lines in, predictions checked against labels out.
 
-The input is written from the data set's own test_batch (read with train.py's reader, which refuses
-any pickle global beyond numpy arrays), one 32x32x3 image per line, so a transform with
-SplitType=Line sends one request per image. The labels go to a separate prefix: the transform reads
-every object under its input.
+The input is written from the data set's own test_batch, read with train.py's own reader
+(training_src/cifar10/cifar_batches.py: numpy only, and it refuses any pickle global beyond numpy
+arrays), one 32x32x3 image per line, so a transform with SplitType=Line sends one request per image.
+The labels go to a separate prefix: the transform reads every object under its input.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
 import logging
-import sys
 import tempfile
 from pathlib import Path
 
@@ -19,23 +18,12 @@ log = logging.getLogger(__name__)
 INPUT_NAME = "test_batch.jsonl"
 
 
-def _train_module(cfg):
-    """train.py as its container imports it: its folder and the shared modules on sys.path (it imports
-    its sibling model.py, and sagemaker_hyperparameters, which the packager puts beside it)."""
-    from .packaging import SHARED_SOURCE_DIR
-
-    siblings = {path.stem for path in cfg.source_path.glob("*.py")}
-    sys.path[:0] = [str(cfg.source_path), str(SHARED_SOURCE_DIR)]
-    try:
-        spec = importlib.util.spec_from_file_location("cifar10_train", cfg.source_path / "train.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(cfg.source_path))
-        sys.path.remove(str(SHARED_SOURCE_DIR))
-        for name in siblings:  # other workloads have a model.py too
-            sys.modules.pop(name, None)
+def _batch_reader(cfg):
+    """training_src/cifar10/cifar_batches.py, the reader train.py uses: numpy only, so it runs in Airflow."""
+    spec = importlib.util.spec_from_file_location("cifar10_cifar_batches", cfg.source_path / "cifar_batches.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _split(uri: str) -> tuple[str, str]:
@@ -53,10 +41,10 @@ def write_batch_input(cfg, s3, *, limit: int | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="cifar10-batch-") as tmp:
         path = Path(tmp) / "test_batch"
         s3.download_file(bucket, key, str(path))
-        images, labels = _train_module(cfg).read_batch(path)
+        images, labels = _batch_reader(cfg).read_batch_arrays(path)
     if limit:
         images, labels = images[:limit], labels[:limit]
-    lines = [json.dumps(image.permute(1, 2, 0).tolist(), separators=(",", ":")) for image in images]
+    lines = [json.dumps(image.transpose(1, 2, 0).tolist(), separators=(",", ":")) for image in images]
     input_uri = f"{cfg.data_uri}/{cfg.transform.input}/{INPUT_NAME}"
     s3.put_object(Bucket=bucket, Key=_split(input_uri)[1], Body=("\n".join(lines) + "\n").encode())
     s3.put_object(Bucket=bucket, Key=_labels_key(cfg), Body=json.dumps(labels.tolist()).encode())

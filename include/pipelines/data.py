@@ -18,7 +18,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from .config import WorkloadConfig
+from .config import ConfigError, WorkloadConfig
 from .packaging import sync_directory
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,18 @@ MANIFEST = "data-manifest.json"  # beside data/, records which source_uri the sy
 
 
 def generate_locally(cfg: WorkloadConfig, dest: Path) -> Path:
-    """Run `data.generator` (\"package.module:function\") with its kwargs into `dest`."""
+    """Run `data.generator` (\"package.module:function\") with its kwargs into `dest`: the local profile only."""
     module_name, function_name = cfg.data.generator.split(":")
+    if cfg.profile != "local":
+        # the generators need h5py, soundfile, Pillow or ffmpeg, which an Airflow with requirements.txt lacks
+        raise ConfigError(
+            f"workload {cfg.name}", f"profiles.{cfg.profile}.data.generator",
+            f"{cfg.data.generator} writes a synthetic data set for the local profile only (with the libraries "
+            f"of requirements-synthetic-data.txt). On AWS, put the data set in S3 and set "
+            f"profiles.{cfg.profile}.data.source_uri to it (an s3:// URI is used in place, an https:// archive is "
+            f"downloaded and synced once); to rehearse with the synthetic set, write it with "
+            f"`python -m {module_name} OUT_DIR` where requirements-synthetic-data.txt is installed and upload "
+            f"OUT_DIR to that location.")
     generate = getattr(importlib.import_module(module_name), function_name)
     generate(dest, **cfg.data.generator_kwargs)
     return dest

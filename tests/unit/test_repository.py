@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +27,22 @@ def test_makefile_has_the_documented_targets():
         assert re.search(rf"^{target}:", makefile, flags=re.M), f"Makefile lacks the {target} target"
 
 
-def test_every_requirement_is_pinned():
-    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
-    unpinned = [line for line in lines if line and "==" not in line]
-    assert not unpinned, f"pin these in requirements.txt: {unpinned}"
+def _requirements(name: str) -> list[str]:
+    return [line.split("#")[0].strip() for line in (ROOT / name).read_text().splitlines() if line.split("#")[0].strip()]
+
+
+@pytest.mark.parametrize("name", ["requirements.txt", "requirements-synthetic-data.txt", "requirements-local.txt"])
+def test_every_requirement_is_pinned(name):
+    unpinned = [line for line in _requirements(name) if "==" not in line and not line.startswith("-r ")]
+    assert not unpinned, f"pin these in {name}: {unpinned}"
+
+
+def test_the_airflow_side_needs_no_training_stack_and_the_local_stack_adds_to_it():
+    airflow_side = {re.split(r"[=\[]", line)[0].lower() for line in _requirements("requirements.txt")}
+    training_stack = {"torch", "torchvision", "transformers", "ultralytics", "h5py", "soundfile", "s3fs", "pillow",
+                      "sagemaker", "moto"}
+    assert not airflow_side & training_stack, f"requirements.txt (the Airflow side) lists {airflow_side & training_stack}"
+    assert _requirements("requirements-local.txt")[0] == "-r requirements.txt"
 
 
 def test_docker_compose_runs_airflow_3_and_the_emulator():

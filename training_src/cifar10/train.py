@@ -34,7 +34,6 @@ Not measured: real CIFAR-10 and GPUs (the --amp and channels_last path runs only
 import json
 import math
 import os
-import pickle
 import re
 import sys
 import time
@@ -42,7 +41,6 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -50,6 +48,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, TensorDataset
 
+from cifar_batches import read_batch_arrays, read_pickled_entries
 from model import ARCHITECTURE, CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES, INPUT_SIZE, build_model
 from sagemaker_hyperparameters import from_env, job_folder, parse_hyperparameters, setting
 from serving_code import copy_serving_code
@@ -131,50 +130,10 @@ def validate(hp: Hyperparameters) -> None:
 # data: CIFAR-10 python batches -> uint8 tensors [N, 3, 32, 32] in memory
 
 
-class _BatchUnpickler(pickle.Unpickler):
-    """CIFAR batches are pickles; allow only what numpy arrays need, since any other global can run code."""
-
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-               *((module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-                 for name in ("_reconstruct", "scalar"))}
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name}: a CIFAR-10 batch holds only arrays, lists and strings")
-        return super().find_class(module, name)
-
-
-def _entry(batch: dict, key: str):
-    # the published files (pickled by Python 2) load with bytes keys under encoding="bytes"
-    for candidate in (key.encode(), key):
-        if candidate in batch:
-            return batch[candidate]
-    raise KeyError(key)
-
-
-def _read_pickled_entries(path: Path, *keys: str) -> list:
-    try:
-        with open(path, "rb") as f:
-            content = _BatchUnpickler(f, encoding="bytes").load()
-        return [_entry(content, key) for key in keys]
-    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as error:
-        wanted = " and ".join(f"b'{key}'" for key in keys)
-        raise ValueError(f"{path} is not a CIFAR-10 python batch file (a pickled dict with {wanted}): {error!r}") from error
-
-
 def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """One data_batch_N / test_batch file -> (uint8 images [N, 3, 32, 32], int64 labels [N])."""
-    data, labels = _read_pickled_entries(path, "data", "labels")
-    try:
-        data, labels = np.asarray(data, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: b'data' must hold uint8 pixels and b'labels' integers ({error})") from error
-    side = INPUT_SIZE * INPUT_SIZE * 3
-    if data.ndim != 2 or data.shape[1] != side or len(labels) != len(data):
-        raise ValueError(f"{path}: expected b'data' of shape [N, {side}] and N labels, "
-                         f"got {data.shape} and {len(labels)} labels")
-    return torch.from_numpy(data.reshape(-1, 3, INPUT_SIZE, INPUT_SIZE).copy()), torch.from_numpy(labels)
+    images, labels = read_batch_arrays(path)
+    return torch.from_numpy(images), torch.from_numpy(labels)
 
 
 def _batch_number(path: Path) -> int:
@@ -203,7 +162,7 @@ def load_cifar10(train_dir: str, test_dir: str = "") -> dict:
     meta_files = [p for folder in [train_root, *search] for p in sorted(folder.rglob("batches.meta"))]
     class_names = list(CLASS_NAMES)
     if meta_files:
-        (names,) = _read_pickled_entries(meta_files[0], "label_names")
+        (names,) = read_pickled_entries(meta_files[0], "label_names")
         class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
     parts = [read_batch(p) for p in train_files]

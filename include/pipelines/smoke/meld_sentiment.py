@@ -7,7 +7,7 @@ import base64
 import json
 import logging
 
-from . import SmokeTestFailed
+from . import SmokeTestFailed, encoder_library
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def smoke_test(endpoint_name: str, *, utterances: int = 3, clip_s3_prefix: str |
 
     from include.datasets.meld_sentiment import EMOTIONS, SENTIMENTS, sample_clips
 
+    encoder_library("imageio_ffmpeg", "imageio-ffmpeg", "The meld_sentiment smoke test (its mp4 clips)")
     samples = sample_clips(utterances + 1, seed=11)
     requests = [(s, {"text": s["text"], "video_base64": base64.b64encode(s["clip"]).decode()}) for s in samples[:-1]]
     if clip_s3_prefix:

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from . import SmokeTestFailed, png_bytes
+from . import SmokeTestFailed, encoder_library, png_bytes
 
 log = logging.getLogger(__name__)
 
@@ -15,10 +15,10 @@ MATCH_IOU = 0.5
 
 
 def jpeg_bytes(image) -> bytes:
-    from PIL import Image
-
+    """An HxWx3 uint8 array as JPEG bytes (quality 95), with Pillow: the one body here that needs a library."""
+    pil_image = encoder_library("PIL.Image", "Pillow", "The room_detection smoke test (its JPEG floor plan)")
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+    pil_image.fromarray(image).save(buffer, format="JPEG", quality=95)
     return buffer.getvalue()
 
 
