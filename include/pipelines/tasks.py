@@ -10,17 +10,20 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, task
 
+from sagemaker_pipelines_plugin.timetables import UpcomingCronTimetable
+
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 RETRIES = 2  # the job operators rejoin their earlier try's job, so a retry never pays twice
 RETRY_DELAY = timedelta(minutes=1)
 
 
 def pipeline_dag_arguments(workload, *, doc: str | None, tags: list[str], params: dict[str, Param]) -> dict:
-    """@dag(...)'s arguments every pipeline shares: the workload's schedule and owner, no backfill,
-    one run at a time (two would race for the same endpoint), retries; plus the DAG's own doc, tags
-    (after "sagemaker") and trigger form."""
+    """@dag(...)'s arguments every pipeline shares: the workload's description, schedule and owner, no
+    backfill, one run at a time (two would race for the same endpoint), retries; plus the DAG's own doc,
+    tags (after "sagemaker") and trigger form."""
     return {
-        "schedule": workload.schedule,
+        "description": workload.description,
+        "schedule": dag_schedule(workload.schedule),
         "start_date": START_DATE,
         "catchup": False,
         "max_active_runs": 1,
@@ -29,6 +32,18 @@ def pipeline_dag_arguments(workload, *, doc: str | None, tags: list[str], params
         "default_args": {"owner": workload.owner, "retries": RETRIES, "retry_delay": RETRY_DELAY},
         "params": params,
     }
+
+
+def dag_schedule(schedule: str | None):
+    """The workload's schedule (a cron expression or preset; None: manual only) as the DAG's schedule.
+
+    A cron schedule becomes an UpcomingCronTimetable: without catchup, Airflow's own timetables start the
+    latest past slot as soon as a DAG is unpaused (a full retraining for last Sunday); this one waits for
+    the next cron time. @once and @continuous are not cron times and pass through as they are.
+    """
+    if schedule is None or schedule in ("@once", "@continuous"):
+        return schedule
+    return UpcomingCronTimetable(schedule, timezone="UTC")
 
 
 def pipeline_params(*, omit: tuple[str, ...] = (), **extra: Param) -> dict[str, Param]:

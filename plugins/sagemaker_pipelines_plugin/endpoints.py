@@ -7,6 +7,8 @@ from typing import Any, Sequence
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.sdk import BaseOperator
 
+from sagemaker_pipelines_plugin.links import SageMakerDeletedEndpointLink
+
 _VARIANT_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 
 
@@ -28,6 +30,7 @@ class SageMakerDeleteEndpointOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("endpoint_name",)
     ui_color = "#f4a460"
+    operator_extra_links = (SageMakerDeletedEndpointLink(),)
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTransformOperator
 
+from sagemaker_pipelines_plugin.links import SageMakerTransformLink
 from sagemaker_pipelines_plugin.lookup import describe_or_none
 from sagemaker_pipelines_plugin.rejoin import JobKind, RejoinEarlierTryMixin
 
@@ -17,6 +18,7 @@ class SageMakerResumableTransformOperator(RejoinEarlierTryMixin, SageMakerTransf
 
     job_kind = JobKind(label="Transform", name_key="TransformJobName", status_key="TransformJobStatus",
                        describe="describe_transform_job", trigger_type="Transform")
+    operator_extra_links = (SageMakerTransformLink(),)  # the provider's link, following the local SageMaker too
 
     def __init__(self, **kwargs):
         kwargs["action_if_job_exists"] = "fail"  # the name is chosen per try here, never timestamped

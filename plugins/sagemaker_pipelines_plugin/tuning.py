@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTuningOperator, serialize
 
+from sagemaker_pipelines_plugin.links import SageMakerTuningJobLink
 from sagemaker_pipelines_plugin.rejoin import JobKind, RejoinEarlierTryMixin
 
 MAX_TUNING_JOB_NAME = 32  # SageMaker's limit: it appends "-NNN-xxxxxxxx" for each child training job
@@ -18,6 +19,7 @@ class SageMakerResumableTuningOperator(RejoinEarlierTryMixin, SageMakerTuningOpe
 
     job_kind = JobKind(label="Tuning", name_key="HyperParameterTuningJobName", status_key="HyperParameterTuningJobStatus",
                        describe="describe_tuning_job", trigger_type="tuning", max_name_length=MAX_TUNING_JOB_NAME)
+    operator_extra_links = (SageMakerTuningJobLink(),)
 
     def finished_result(self, name: str) -> dict:
         return {"Tuning": serialize(self.describe_job(name))}
