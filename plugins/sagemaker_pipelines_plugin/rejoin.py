@@ -6,15 +6,20 @@ while a job runs therefore makes the retry start and bill a second one, or fail 
 each try first looks at the jobs of the earlier tries of the same run and task, newest first: a
 running one is rejoined, a completed one is returned, and only a failed or stopped one is
 resubmitted, under a name derived from the try number.
+
+Killing a task stops the job it waits on, wherever the task is: on a worker (on_kill, which Airflow
+calls on SIGTERM and on an execution timeout), deferred (the trigger's on_kill, see triggers.py),
+or resumed after its deferral timed out (resume_execution).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, TaskDeferralTimeout
 
 from sagemaker_pipelines_plugin.lookup import describe_or_none
+from sagemaker_pipelines_plugin.triggers import STOPPABLE, SageMakerJobTrigger, stop_operation
 
 NAME_TAIL = 10  # our names end in a per-run hash (include.pipelines.naming): a shortened name keeps it
 # A Stopping job will not complete: like a stopped or failed one, it is replaced, not rejoined
@@ -46,6 +51,11 @@ class JobKind:
     describe: str  # the SageMakerHook method that describes one: "describe_training_job"
     trigger_type: str  # SageMakerTrigger's job_type
     max_name_length: int = 63
+
+    @property
+    def stop(self) -> str:
+        """The SageMaker client method that stops one: "stop_training_job"."""
+        return stop_operation(self.trigger_type)
 
 
 class RejoinEarlierTryMixin:
@@ -101,11 +111,57 @@ class RejoinEarlierTryMixin:
     def submit(self, context) -> dict:
         return super().execute(context)
 
+    def on_kill(self) -> None:
+        """Killing the task (marked failed or success, cleared, timed out) stops the job this try waits on."""
+        self.stop_job(self.job_name())
+
+    def stop_job(self, name: str) -> None:
+        """Stop the job if it is still running; one that ended or never started is left as it is."""
+        from botocore.exceptions import ClientError
+
+        kind = self.job_kind
+        description = self.find_job(name)
+        if description is None or description[kind.status_key] not in STOPPABLE:
+            return
+        self.log.info("Stopping %s job %s: its task was killed.", kind.label.lower(), name)
+        try:
+            getattr(self.hook.conn, kind.stop)(**{kind.name_key: name})
+        except ClientError as error:  # it ended between the describe and the stop
+            self.log.info("%s job %s was not stopped: %s", kind.label, name, error)
+
+    def stop_job_of_try(self, try_number: int) -> None:
+        """Stop the job a try waited on when only the try number is known: the newest of its run and task."""
+        base = self.job_name()
+        for attempt in range(try_number, 0, -1):
+            name = attempt_job_name(base, attempt, self.job_kind.max_name_length)
+            if self.find_job(name) is not None:
+                self.stop_job(name)
+                return
+
+    def defer(self, *, trigger, method_name, kwargs=None, timeout=None):
+        """Defer to a trigger that stops the job when the deferred task is killed, within execution_timeout.
+
+        Airflow 3.3 does not apply execution_timeout to a deferred task: the deferral's own timeout
+        does, which the provider sets for training and transform but not for tuning.
+        """
+        if type(trigger) is SageMakerTrigger:
+            trigger = SageMakerJobTrigger(**trigger.serialize()[1])
+        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs,
+                      timeout=timeout if timeout is not None else self.execution_timeout)
+
+    def resume_execution(self, next_method: str, next_kwargs, context):
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except TaskDeferralTimeout:
+            # the deferral outlived its timeout: the trigger was dropped without on_kill, the job runs on
+            self.stop_job_of_try(context["ti"].try_number)
+            raise
+
     def wait_for(self, name: str) -> dict:
         """Wait for a running job as the operator would have: deferred to the triggerer, or polling here."""
         if self.deferrable:
             self.defer(
-                trigger=SageMakerTrigger(
+                trigger=SageMakerJobTrigger(
                     job_name=name,
                     job_type=self.job_kind.trigger_type,
                     waiter_delay=self.check_interval,

@@ -11,6 +11,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
 
+from sagemaker_pipelines_plugin.links import SageMakerTrainingJobLink
 from sagemaker_pipelines_plugin.rejoin import JobKind, RejoinEarlierTryMixin, attempt_job_name
 
 __all__ = ["SageMakerResumableTrainingOperator", "attempt_job_name"]
@@ -24,6 +25,7 @@ class SageMakerResumableTrainingOperator(RejoinEarlierTryMixin, SageMakerTrainin
 
     job_kind = JobKind(label="Training", name_key="TrainingJobName", status_key="TrainingJobStatus",
                        describe="describe_training_job", trigger_type="Training")
+    operator_extra_links = (SageMakerTrainingJobLink(),)
 
     def __init__(self, **kwargs):
         kwargs["action_if_job_exists"] = "fail"
@@ -75,11 +77,3 @@ class SageMakerResumableTrainingOperator(RejoinEarlierTryMixin, SageMakerTrainin
             self.log.info("---- %s (last %d lines) ----", stream["logStreamName"], len(events))
             for event in events:
                 self.log.info("%s", event["message"].rstrip())
-
-    def on_kill(self) -> None:
-        """Killing the task stops its job, so nothing keeps billing after the run is gone."""
-        job_name = self.config.get("TrainingJobName")
-        description = self.find_job(job_name) if job_name else None
-        if description and description["TrainingJobStatus"] == "InProgress":
-            self.log.info("Stopping training job %s", job_name)
-            self.hook.conn.stop_training_job(TrainingJobName=job_name)
