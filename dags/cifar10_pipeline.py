@@ -32,6 +32,7 @@ from sagemaker_pipelines_plugin.endpoints import SageMakerDeleteEndpointOperator
 from sagemaker_pipelines_plugin.resources import (
     SageMakerCreateEndpointConfigOnceOperator,
     SageMakerCreateModelOnceOperator,
+    SageMakerDeleteModelIfPresentOperator,
 )
 from sagemaker_pipelines_plugin.training import SageMakerResumableTrainingOperator
 from sagemaker_pipelines_plugin.transform import SageMakerResumableTransformOperator
@@ -115,9 +116,11 @@ def cifar10_pipeline():
     )
     autoscaling = enable_autoscaling(requests["autoscaling"])
     smoke = smoke_test(requests["endpoint_name"])
+    # the transform creates and owns a model of its own, so the endpoint's teardown cannot pull it away
+    batch_model = model_request.override(task_id="batch_model_request")(requests["batch_model"], train.output)
     transform = SageMakerResumableTransformOperator(
-        task_id="batch_transform", config=requests["transform"], deferrable=True, check_interval=10,
-        check_if_model_exists=False,
+        task_id="batch_transform", config={"Model": batch_model, "Transform": requests["transform"]},
+        deferrable=True, check_interval=10, check_if_model_exists=False,
     )
     batch_scores = check_batch_output(transform.output, settings)
 
@@ -125,10 +128,13 @@ def cifar10_pipeline():
     delete_endpoint = SageMakerDeleteEndpointOperator(
         task_id="delete_endpoint", endpoint_name=requests["endpoint_name"]
     ).as_teardown(setups=endpoint)
+    delete_batch_model = SageMakerDeleteModelIfPresentOperator(
+        task_id="delete_batch_model", config=batch_model
+    ).as_teardown(setups=transform)
 
     chain(requests["tuning"], tuning_enabled(), tune, training_config)
     chain(train, gate, model, endpoint_config, endpoint, autoscaling, smoke, delete_endpoint)
-    chain(model, prepare_batch_input(settings, channels), transform, batch_scores)
+    chain(gate, [batch_model, prepare_batch_input(settings, channels)], transform, batch_scores, delete_batch_model)
 
 
 cifar10_pipeline()

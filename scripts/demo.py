@@ -1,17 +1,17 @@
-"""`make demo`: the CIFAR-10 pipeline end to end on the local SageMaker, with a summary a person can read.
+"""`make demo`: the CIFAR-10 pipeline end to end in a real Airflow on the local SageMaker, shown live.
 
-Starts the local SageMaker on 127.0.0.1, runs `airflow dags test cifar10_pipeline` against it (real
-training, a real endpoint, a real smoke test, teardown), prints what happened, stops the server.
+Starts the local SageMaker and Airflow's api-server, scheduler, dag-processor and triggerer on
+127.0.0.1, triggers `cifar10_pipeline` through the REST API, prints each task's state as it changes
+and each training job's epochs as they finish, then a summary; stops everything it started.
 Exits non-zero if any part of the pipeline did not succeed.
 """
 from __future__ import annotations
 
-import json
 import os
-import socket
-import sqlite3
+import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -19,29 +19,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from include.local_airflow import airflow_environment, dags_test, migrate_db, task_states, xcom  # noqa: E402
+from include.local_airflow import LocalAirflow, free_port  # noqa: E402
 
 DAG_ID = "cifar10_pipeline"
 WORKDIR = ROOT / ".demo"
-
-
-def _free_port(preferred: int) -> int:
-    with socket.socket() as sock:
-        if sock.connect_ex(("127.0.0.1", preferred)) != 0:
-            return preferred
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+TRAINING_LOGS = "/aws/sagemaker/TrainingJobs"
+# train.py's per-epoch line (the MetricDefinitions read the same line), e.g.
+# epoch=2 train_loss=0.41 train_accuracy=0.86 val_loss=0.30 val_accuracy=0.92 lr=0.0000 epoch_seconds=12.3
+EPOCH_LINE = re.compile(r"\bepoch=\d+ .*val_accuracy=[0-9.]+")
 
 
 def _start_emulator(port: int, log_path: Path) -> subprocess.Popen:
     log = open(log_path, "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "include.emulator", "--port", str(port), "--state-dir", str(WORKDIR / "emulator")],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -56,79 +48,116 @@ def _start_emulator(port: int, log_path: Path) -> subprocess.Popen:
     raise SystemExit(f"the local SageMaker did not answer within 60 s; see {log_path}")
 
 
-def _summary(env: dict, endpoint_url: str) -> bool:
+def _client(service: str, endpoint_url: str):
     import boto3
 
-    sagemaker = boto3.client(
-        "sagemaker", endpoint_url=endpoint_url, region_name="us-east-1",
-        aws_access_key_id="emulator", aws_secret_access_key="emulator",
-    )
-    states = task_states(env, DAG_ID)
-    print("\n=== CIFAR-10 pipeline on the local SageMaker ===")
-    for task_id, state in states.items():
+    return boto3.client(service, endpoint_url=endpoint_url, region_name="us-east-1",
+                        aws_access_key_id="emulator", aws_secret_access_key="emulator")
+
+
+class Clock:
+    def __init__(self):
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+
+    def say(self, text: str) -> None:
+        with self.lock:
+            elapsed = int(time.monotonic() - self.started)
+            print(f"[{elapsed // 60:2d}:{elapsed % 60:02d}] {text}", flush=True)
+
+
+def follow_epochs(endpoint_url: str, clock: Clock, stop: threading.Event) -> None:
+    """Print each training job's epoch lines from CloudWatch Logs as the jobs write them."""
+    logs = _client("logs", endpoint_url)
+    tokens: dict[str, str | None] = {}
+    while not stop.wait(3):
+        try:
+            streams = logs.describe_log_streams(logGroupName=TRAINING_LOGS)["logStreams"]
+        except Exception:  # the group exists once the first job logs
+            continue
+        for stream in streams:
+            name = stream["logStreamName"]
+            if "/algo-1-" not in name:
+                continue  # one host's view of an epoch is enough
+            kwargs = {"nextToken": tokens[name]} if tokens.get(name) else {"startFromHead": True}
+            events = logs.get_log_events(logGroupName=TRAINING_LOGS, logStreamName=name, **kwargs)
+            tokens[name] = events["nextForwardToken"]
+            for event in events["events"]:
+                match = EPOCH_LINE.search(event["message"])
+                if match:
+                    clock.say(f"    {name.split('/')[0]}: {match.group(0)}")
+
+
+def _summary(airflow: LocalAirflow, run, endpoint_url: str) -> bool:
+    sagemaker = _client("sagemaker", endpoint_url)
+    print(f"\n=== {DAG_ID} on the local SageMaker: run {run.state} ===")
+    for task_id, state in run.states.items():
         print(f"  {task_id:<24} {state}")
-    tunings = sagemaker.list_hyper_parameter_tuning_jobs(NameContains="cifar10")["HyperParameterTuningJobSummaries"]
-    if tunings:
-        tuning = sagemaker.describe_hyper_parameter_tuning_job(
-            HyperParameterTuningJobName=tunings[0]["HyperParameterTuningJobName"])
+    tuning = run.xcom("tune")
+    if tuning:
+        tuning = tuning["Tuning"]
         best = tuning.get("BestTrainingJob", {})
         objective = best.get("FinalHyperParameterTuningJobObjectiveMetric", {})
         print(f"\nTuning job    {tuning['HyperParameterTuningJobName']} "
-              f"({tuning['HyperParameterTuningJobConfig']['Strategy']}): {tuning['HyperParameterTuningJobStatus']}, "
-              f"{tuning['TrainingJobStatusCounters']['Completed']} jobs completed")
+              f"({tuning['HyperParameterTuningJobConfig']['Strategy']}): {tuning['HyperParameterTuningJobStatus']}")
         if best:
             print(f"  best {best['TrainingJobName']}: {objective.get('MetricName')} = {objective.get('Value', 0):.4f} "
                   f"with {best['TunedHyperParameters']}")
-    jobs = [j for j in sagemaker.list_training_jobs(NameContains="cifar10-train", SortBy="CreationTime",
-                                                    SortOrder="Descending")["TrainingJobSummaries"]]
-    if jobs:
-        job = sagemaker.describe_training_job(TrainingJobName=jobs[0]["TrainingJobName"])
-        seconds = job.get("TrainingTimeInSeconds", "?")
+    training = run.xcom("train")
+    if training:
+        job = sagemaker.describe_training_job(TrainingJobName=training["Training"]["TrainingJobName"])
         hosts = job["ResourceConfig"]["InstanceCount"]
         spot = ", spot" if job.get("EnableManagedSpotTraining") else ""
-        print(f"\nTraining job  {job['TrainingJobName']}: {job['TrainingJobStatus']} in {seconds} s "
-              f"on {hosts} instance{'s' if hosts > 1 else ''}{spot}")
+        print(f"\nTraining job  {job['TrainingJobName']}: {job['TrainingJobStatus']} in "
+              f"{job.get('TrainingTimeInSeconds', '?')} s on {hosts} instance{'s' if hosts > 1 else ''}{spot}")
         for metric in job.get("FinalMetricDataList", []):
             print(f"  {metric['MetricName']:<28} {metric['Value']:.4f}")
         print(f"  model: {job.get('ModelArtifacts', {}).get('S3ModelArtifacts', '-')}")
-    smoke = xcom(env, DAG_ID, "smoke_test")
+    smoke = run.xcom("smoke_test")
     if smoke:
         print(f"\nEndpoint {smoke['endpoint']} answered {smoke['requests']} real images:")
         for prediction in smoke["predictions"]:
-            print(f"  a {prediction['true_class']:<10} -> {prediction['predicted_class']:<10} (p={prediction['confidence']:.2f})")
-    scores = xcom(env, DAG_ID, "check_batch_output")
+            print(f"  a {prediction['true_class']:<10} -> {prediction['predicted_class']:<10} "
+                  f"(p={prediction['confidence']:.2f})")
+    scores = run.xcom("check_batch_output")
     if scores:
         print(f"\nBatch transform: {scores['records']} test images scored, accuracy {scores['accuracy']:.4f}")
         print(f"  output: {scores['output']}")
     remaining = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
     print(f"\nEndpoints left running: {remaining or 'none (torn down)'}")
-    return all(state in ("success", "skipped") for state in states.values()) and not remaining and bool(smoke)
+    print(f"Airflow UI while it ran: {airflow.url} (user admin, password in {airflow.home / 'passwords.json'})")
+    return run.succeeded and not remaining and bool(smoke)
 
 
 def main() -> int:
     WORKDIR.mkdir(exist_ok=True)
-    port = _free_port(int(os.environ.get("EMULATOR_PORT", "4566")))
+    port = int(os.environ.get("EMULATOR_PORT", "0")) or free_port()
     endpoint_url = f"http://127.0.0.1:{port}"
-    print(f"Starting the local SageMaker on {endpoint_url} (log: .demo/emulator.log)")
+    clock = Clock()
+    clock.say(f"Starting the local SageMaker on {endpoint_url} (log: .demo/emulator.log)")
     emulator = _start_emulator(port, WORKDIR / "emulator.log")
+    stop = threading.Event()
     try:
-        env = airflow_environment(WORKDIR / "airflow", endpoint_url)
-        print("Preparing Airflow's metadata database (.demo/airflow)")
-        migrate_db(env)
-        print(f"Running `airflow dags test {DAG_ID}` (full log: .demo/dag-run.log); this trains for real, a few minutes")
-        started = time.monotonic()
-        result = dags_test(DAG_ID, env)
-        (WORKDIR / "dag-run.log").write_text(result.stdout + result.stderr)
-        print(f"DAG run finished in {time.monotonic() - started:.0f} s with exit code {result.returncode}")
-        ok = _summary(env, endpoint_url) and result.returncode == 0
+        airflow = LocalAirflow(WORKDIR / "airflow", endpoint_url)
+        clock.say("Starting Airflow: api-server, scheduler, dag-processor, triggerer (logs: .demo/airflow/services/)")
+        with airflow:
+            clock.say(f"Airflow is up at {airflow.url}; triggering {DAG_ID} (this tunes and trains for real: minutes)")
+            threading.Thread(target=follow_epochs, args=(endpoint_url, clock, stop), daemon=True).start()
+            run = airflow.trigger(DAG_ID)
+            airflow.wait(run, timeout=1800, on_change=lambda task, _old, new: clock.say(f"{task:<24} {new}"))
+            stop.set()
+            ok = _summary(airflow, run, endpoint_url)
+            if not ok:
+                print("\n" + run.report())
     finally:
+        stop.set()
         emulator.terminate()
         try:
             emulator.wait(timeout=30)
         except subprocess.TimeoutExpired:
             emulator.kill()
-        print("Local SageMaker stopped.")
-    print("\nDemo " + ("succeeded." if ok else "FAILED: see .demo/dag-run.log and .demo/emulator.log"))
+        print("Airflow and the local SageMaker stopped.")
+    print("\nDemo " + ("succeeded." if ok else "FAILED: see .demo/airflow/services/ and .demo/emulator.log"))
     return 0 if ok else 1
 
 

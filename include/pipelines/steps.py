@@ -153,8 +153,12 @@ def plan_requests(
         planned["autoscaling"] = {"scalable_target": register, "scaling_policy": policy}
     if cfg.transform is not None and cfg.transform.input:
         transform_job = resource_name(cfg.name, "transform", run_id)
+        # the transform runs a model of its own: the endpoint's teardown deletes the endpoint's model
+        # while a parallel transform may still be using it
+        batch_model_name = resource_name(cfg.name, "batch-model", run_id)
+        planned["batch_model"] = {**model, "ModelName": batch_model_name}
         planned["transform"] = requests.build_transform_request(
-            cfg, job_name=transform_job, model_name=model_name, input_uri=requests.transform_input_uri(cfg),
+            cfg, job_name=transform_job, model_name=batch_model_name, input_uri=requests.transform_input_uri(cfg),
             output_uri=cfg.s3_uri("transform-output", transform_job))
     return planned
 

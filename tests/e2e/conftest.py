@@ -1,18 +1,18 @@
-"""Whole DAG runs: a throwaway Airflow home per test module, its aws_default pointed at the emulator."""
+"""Whole DAG runs in a real Airflow: api-server, scheduler, dag-processor and triggerer, LocalExecutor,
+started once for the session with its aws_default pointed at the local SageMaker."""
 from __future__ import annotations
 
 import pytest
 
-from include.local_airflow import airflow_environment, migrate_db
+from include.local_airflow import LocalAirflow
 
 
-@pytest.fixture(scope="module")
-def airflow_env(emulator, tmp_path_factory):
-    env = airflow_environment(tmp_path_factory.mktemp("airflow-home"), emulator.endpoint_url)
-    migrate_db(env)
-    return env
+@pytest.fixture(scope="session")
+def airflow(emulator, tmp_path_factory):
+    with LocalAirflow(tmp_path_factory.mktemp("airflow-home"), emulator.endpoint_url) as airflow:
+        yield airflow
 
 
-def output_of(result) -> str:
-    """What `airflow dags test` printed, stdout and stderr together."""
-    return (result.stdout or "") + (result.stderr or "")
+def succeeded(run) -> bool:
+    """For `assert succeeded(run), run.report()`: the run's state, with the failed tasks' logs on failure."""
+    return run.succeeded

@@ -1,4 +1,4 @@
-"""The acoustic shield DAG, whole, with `airflow dags test` against the local SageMaker: real training
+"""The acoustic shield DAG, whole, in a real Airflow (scheduler, triggerer, tasks in parallel) against the local SageMaker: real training
 on synthetic clips, a real endpoint answering WAV files (and refusing bad bodies with a 4xx while it
 keeps serving), the endpoint's details published, and nothing left running afterwards."""
 from __future__ import annotations
@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from include.datasets.acoustic_shield import LABELS
-from include.local_airflow import dags_test, task_states, xcom
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -22,24 +21,21 @@ TASKS = ("resolve_settings", "upload_data", "package_source", "plan", "train", "
 
 
 @pytest.fixture(scope="module")
-def run(airflow_env):
-    """One DAG run, shared by the tests below: (completed process, task states)."""
-    result = dags_test(DAG_ID, airflow_env, timeout=900)
-    return result, task_states(airflow_env, DAG_ID)
-
-
-def _output(result) -> str:
-    return (result.stdout or "") + (result.stderr or "")
-
-
-def _database(env: dict) -> sqlite3.Connection:
-    return sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
+def run(airflow):
+    """One DAG run, shared by the tests below."""
+    return airflow.run(DAG_ID, timeout=900)
 
 
 
 
-def _asset_events(env: dict, asset_name: str) -> list[dict]:
-    with _database(env) as db:
+def _database(airflow_home: Path) -> sqlite3.Connection:
+    return sqlite3.connect(airflow_home / "airflow.db")
+
+
+
+
+def _asset_events(airflow_home: Path, asset_name: str) -> list[dict]:
+    with _database(airflow_home) as db:
         rows = db.execute(
             "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.name = ? ORDER BY e.id",
             (asset_name,)).fetchall()
@@ -53,10 +49,9 @@ def _latest_job(sagemaker_client) -> dict:
 
 
 def test_every_task_succeeds(run):
-    result, states = run
-    assert result.returncode == 0, _output(result)[-6000:]
+    assert run.succeeded, run.report()
     for task_id in TASKS:
-        assert states.get(task_id) == "success", f"{task_id}: {states.get(task_id)} (all: {states})"
+        assert run.states.get(task_id) == "success", f"{task_id}: {run.states.get(task_id)} (all: {run.states})"
 
 
 def test_training_really_ran_and_cleared_the_gate(run, sagemaker_client, s3_client):
@@ -78,8 +73,8 @@ def test_training_really_ran_and_cleared_the_gate(run, sagemaker_client, s3_clie
     assert label_info["best_metric"]["value"] == pytest.approx(metrics["best:validation:macro_f1"], abs=1e-4)
 
 
-def test_endpoint_classified_clips_and_refused_bad_bodies(run, airflow_env):
-    smoke = xcom(airflow_env, DAG_ID, "smoke_test")
+def test_endpoint_classified_clips_and_refused_bad_bodies(run):
+    smoke = run.xcom("smoke_test")
     assert [p["true_label"] for p in smoke["predictions"]] == list(LABELS)
     assert all(p["label"] in LABELS and 0 < p["confidence"] <= 1 for p in smoke["predictions"])
     assert {r["body"] for r in smoke["refused"]} == {"not_wav", "empty", "truncated_wav"}
@@ -89,8 +84,8 @@ def test_endpoint_classified_clips_and_refused_bad_bodies(run, airflow_env):
     assert smoke["serving_after_bad_requests"] is True
 
 
-def test_the_model_server_logged_the_refusals_and_went_on_serving(run, airflow_env, logs_client):
-    endpoint_name = xcom(airflow_env, DAG_ID, "smoke_test")["endpoint"]
+def test_the_model_server_logged_the_refusals_and_went_on_serving(run, logs_client):
+    endpoint_name = run.xcom("smoke_test")["endpoint"]
     group = f"/aws/sagemaker/Endpoints/{endpoint_name}"
     events = logs_client.filter_log_events(logGroupName=group)["events"]
     requests = [e["message"] for e in events if "POST /invocations" in e["message"]]
@@ -99,14 +94,14 @@ def test_the_model_server_logged_the_refusals_and_went_on_serving(run, airflow_e
     assert statuses[-1] == 200 and statuses.index(400) < len(statuses) - 1, statuses
 
 
-def test_endpoint_details_published_as_xcom_and_asset_event(run, airflow_env, sagemaker_client):
-    details = xcom(airflow_env, DAG_ID, "publish_endpoint")
+def test_endpoint_details_published_as_xcom_and_asset_event(run, airflow, sagemaker_client):
+    details = run.xcom("publish_endpoint")
     job = _latest_job(sagemaker_client)
-    assert details["endpoint_name"] == xcom(airflow_env, DAG_ID, "smoke_test")["endpoint"]
+    assert details["endpoint_name"] == run.xcom("smoke_test")["endpoint"]
     assert details["variant"] == "AllTraffic"
     assert details["model_data"] == job["ModelArtifacts"]["S3ModelArtifacts"]
     assert details["content_type"] == "audio/wav" and details["kept_after_run"] is False
-    events = _asset_events(airflow_env, "acoustic_shield_endpoint")
+    events = _asset_events(airflow.home, "acoustic_shield_endpoint")
     assert events and events[-1]["endpoint_name"] == details["endpoint_name"], events
 
 

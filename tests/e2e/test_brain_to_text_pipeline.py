@@ -1,4 +1,4 @@
-"""The Brain-to-Text DAG, whole, with `airflow dags test` against the local SageMaker: a training job that
+"""The Brain-to-Text DAG, whole, in a real Airflow (scheduler, triggerer, tasks in parallel) against the local SageMaker: a training job that
 streams its sessions from S3, the gate, a registered model version, and that version's batch decode of a
 held-out session, read back; no endpoint anywhere."""
 from __future__ import annotations
@@ -9,7 +9,6 @@ import tarfile
 
 import pytest
 
-from include.local_airflow import dags_test, task_states
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -18,8 +17,6 @@ GROUP = "brain-to-text-diphone-decoder"
 HELD_OUT = "t15.2025.01.20"
 
 
-def _output(result) -> str:
-    return (result.stdout or "") + (result.stderr or "")
 
 
 def _s3_object(s3_client, uri: str) -> bytes:
@@ -27,10 +24,10 @@ def _s3_object(s3_client, uri: str) -> bytes:
     return s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def test_pipeline_streams_trains_gates_registers_and_batch_decodes(airflow_env, sagemaker_client, s3_client):
-    result = dags_test(DAG_ID, airflow_env, timeout=900)
-    assert result.returncode == 0, _output(result)[-6000:]
-    states = task_states(airflow_env, DAG_ID)
+def test_pipeline_streams_trains_gates_registers_and_batch_decodes(airflow, sagemaker_client, s3_client):
+    run = airflow.run(DAG_ID, timeout=900)
+    assert run.succeeded, run.report()
+    states = run.states
     for task_id in ("upload_data", "train", "evaluate", "model_version", "register_model", "batch_decode", "check_decode"):
         assert states.get(task_id) == "success", f"{task_id}: {states.get(task_id)} (all: {states})"
 
@@ -70,7 +67,7 @@ def test_pipeline_streams_trains_gates_registers_and_batch_decodes(airflow_env, 
     assert all(t["session"] == HELD_OUT and t["diphone_ids"] and len(t["phonemes"]) == len(t["diphone_ids"]) for t in trials)
     der = sum(t["edit_distance"] for t in trials) / sum(t["label_length"] for t in trials)
     assert der < 0.6, trials[:2]  # real decoding of trials the model never saw
-    assert "Batch decode" in _output(result) and f"DER {der:.4f}" in _output(result)
+    assert "Batch decode" in run.logs() and f"DER {der:.4f}" in run.logs()
 
     # no endpoint: this workload serves in batch only
     assert [e for e in sagemaker_client.list_endpoints()["Endpoints"] if "brain-to-text" in e["EndpointName"]] == []

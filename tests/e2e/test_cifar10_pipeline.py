@@ -1,24 +1,21 @@
-"""The CIFAR-10 DAG, whole, with `airflow dags test` against the local SageMaker: real training,
-a real endpoint answering real images, and nothing left running afterwards."""
+"""The CIFAR-10 DAG, whole, in a real Airflow (scheduler, triggerer, tasks in parallel) against the
+local SageMaker: real tuning and training, a real endpoint answering real images while the batch
+transform runs beside it, nothing left behind afterwards, and a run stopped from the API stops its job."""
 from __future__ import annotations
 
 import io
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
-from include.local_airflow import dags_test, task_states, xcom
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "cifar10_pipeline"
-
-
-def _output(result) -> str:
-    return (result.stdout or "") + (result.stderr or "")
 
 
 def _jobs(sagemaker_client) -> list[dict]:
@@ -48,13 +45,36 @@ def _fresh_model_weights() -> dict:
     return build_model().state_dict()
 
 
-def test_pipeline_trains_deploys_smoke_tests_and_tears_down(airflow_env, sagemaker_client, s3_client):
-    result = dags_test(DAG_ID, airflow_env, timeout=1500)
-    assert result.returncode == 0, _output(result)[-6000:]
-    states = task_states(airflow_env, DAG_ID)
+def _leftovers(sagemaker_client, autoscaling_client, names: list[str]) -> dict[str, list[str]]:
+    """What of this run still exists in the local SageMaker: endpoints, configs, models, scalable targets."""
+    def ours(name: str) -> bool:
+        return name in names
+
+    return {
+        "endpoints": [e["EndpointName"] for e in sagemaker_client.list_endpoints()["Endpoints"] if ours(e["EndpointName"])],
+        "endpoint_configs": [c["EndpointConfigName"] for c in sagemaker_client.list_endpoint_configs()["EndpointConfigs"]
+                             if ours(c["EndpointConfigName"])],
+        "models": [m["ModelName"] for m in sagemaker_client.list_models()["Models"] if ours(m["ModelName"])],
+        "scalable_targets": [t["ResourceId"] for t in autoscaling_client.describe_scalable_targets(
+            ServiceNamespace="sagemaker")["ScalableTargets"] if any(f"endpoint/{n}/" in t["ResourceId"] for n in names)],
+    }
+
+
+@pytest.fixture(scope="module")
+def autoscaling_client(emulator):
+    import boto3
+
+    return boto3.client("application-autoscaling", endpoint_url=emulator.endpoint_url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def test_pipeline_trains_deploys_smoke_tests_and_tears_down(airflow, sagemaker_client, s3_client, autoscaling_client):
+    run = airflow.run(DAG_ID, timeout=1500)
+    assert run.succeeded, run.report()
     for task_id in ("tune", "train", "evaluate", "create_model", "deploy_endpoint", "enable_autoscaling",
-                    "smoke_test", "batch_transform", "check_batch_output", "delete_endpoint"):
-        assert states.get(task_id) == "success", f"{task_id}: {states.get(task_id)} (all: {states})"
+                    "smoke_test", "batch_model_request", "batch_transform", "check_batch_output", "delete_endpoint",
+                    "delete_batch_model"):
+        assert run.states.get(task_id) == "success", f"{task_id}: {run.states.get(task_id)} (all: {run.states})"
 
     # Bayesian tuning ran real children; the final job trained with the best one's hyperparameters
     tuning_name = sagemaker_client.list_hyper_parameter_tuning_jobs(NameContains="cifar10")[
@@ -79,26 +99,54 @@ def test_pipeline_trains_deploys_smoke_tests_and_tears_down(airflow_env, sagemak
     changed = [name for name, tensor in fresh.items() if tensor.is_floating_point() and not tensor.equal(trained[name])]
     assert len(changed) > len(fresh) // 2, "training left most weights at their initial values"
 
-    # the batch transform scored every test image (160 in the local data set)
-    scores = xcom(airflow_env, DAG_ID, "check_batch_output")
+    # the batch transform ran on a model of its own while the endpoint was torn down beside it
+    transform = sagemaker_client.describe_transform_job(TransformJobName=run.xcom("batch_transform")["Transform"][
+        "TransformJobName"])
+    assert transform["TransformJobStatus"] == "Completed", transform.get("FailureReason")
+    endpoint_model = run.xcom("create_model")["Model"]["ModelName"]
+    assert transform["ModelName"] != endpoint_model
+    # ... and scored every test image (160 in the local data set)
+    scores = run.xcom("check_batch_output")
     assert scores["records"] == 160 and 0.0 <= scores["accuracy"] <= 1.0, scores
-    smoke = xcom(airflow_env, DAG_ID, "smoke_test")
+    smoke = run.xcom("smoke_test")
     assert smoke["requests"] == len(smoke["predictions"]) > 0
-    # the teardown deregistered autoscaling and left no endpoint behind
-    assert [e["EndpointName"] for e in sagemaker_client.list_endpoints()["Endpoints"] if "cifar10" in e["EndpointName"]] == []
+
+    # nothing of the run is left: the teardowns removed what their setups made, autoscaling first
+    names = [smoke["endpoint"], run.xcom("create_endpoint_config")["EndpointConfig"]["EndpointConfigName"],
+             endpoint_model, transform["ModelName"]]
+    assert _leftovers(sagemaker_client, autoscaling_client, names) == {
+        "endpoints": [], "endpoint_configs": [], "models": [], "scalable_targets": []}
 
 
-def test_failing_training_script_surfaces_its_own_error(airflow_env, sagemaker_client):
-    result = dags_test(
-        DAG_ID, airflow_env, conf={"hyperparameters": {"learning-rate": -1}, "epochs": 1, "tune": False}, timeout=900
-    )
-    output = _output(result)
-    states = task_states(airflow_env, DAG_ID)
-    assert states.get("train") == "failed", states
-    assert states.get("deploy_endpoint") != "success"
-    assert states.get("tune") == "skipped", states
+def test_failing_training_script_surfaces_its_own_error(airflow, sagemaker_client):
+    run = airflow.run(DAG_ID, conf={"hyperparameters": {"learning-rate": -1}, "epochs": 1, "tune": False}, timeout=900)
+    assert run.state == "failed", run.report()
+    assert run.states.get("train") == "failed", run.states
+    assert run.states.get("deploy_endpoint") != "success"
+    assert run.states.get("tune") == "skipped", run.states
     job = sagemaker_client.describe_training_job(TrainingJobName=_jobs(sagemaker_client)[0]["TrainingJobName"])
     assert job["TrainingJobStatus"] == "Failed"
     assert "learning-rate" in job["FailureReason"] or "learning_rate" in job["FailureReason"], job["FailureReason"]
-    # the script's own message reaches the Airflow task log
-    assert job["FailureReason"].splitlines()[0][:80] in output or "learning" in output
+    # the script's own message reaches the Airflow task log of every try
+    log = run.log("train")
+    assert job["FailureReason"].splitlines()[0][:80] in log, log[-3000:]
+
+
+def test_marking_a_deferred_training_task_failed_stops_its_job(airflow, sagemaker_client):
+    """A person stops a run from the UI: the job it pays for stops too, though the task waits in the triggerer."""
+    run = airflow.trigger(DAG_ID, conf={"tune": False, "epochs": 50})
+    deadline = time.monotonic() + 600
+    while airflow.task_instance(run, "train")["state"] != "deferred":
+        assert time.monotonic() < deadline, airflow.refresh(run).states
+        time.sleep(2)
+    job_name = run.xcom("final_training_request")["TrainingJobName"]
+    assert sagemaker_client.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"] == "InProgress"
+
+    airflow.set_task_state(run, "train", "failed")
+    deadline = time.monotonic() + 120
+    while (status := sagemaker_client.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"]) != "Stopped":
+        assert status in ("InProgress", "Stopping") and time.monotonic() < deadline, status
+        time.sleep(2)
+    airflow.wait(run, timeout=600)
+    assert run.state == "failed" and run.states["train"] == "failed", run.states
+    assert run.states["deploy_endpoint"] != "success"

@@ -1,4 +1,4 @@
-"""The MELD sentiment DAG, whole, with `airflow dags test` against the local SageMaker: real training on
+"""The MELD sentiment DAG, whole, in a real Airflow (scheduler, triggerer, tasks in parallel) against the local SageMaker: real training on
 synthetic MELD clips (two of them damaged), TensorBoard scalars, a real endpoint answering utterances
 (clip as base64 and from S3) and refusing a broken clip with a 4xx while it keeps serving, and nothing
 left running afterwards."""
@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from include.datasets.meld_sentiment import EMOTIONS, SENTIMENTS
-from include.local_airflow import dags_test, task_states, xcom
 from include.pipelines.config import load_workload
 from tests.source_modules import import_source
 from tests.unit.test_meld_sentiment_media import read_event_file
@@ -27,14 +25,11 @@ TASKS = ("resolve_settings", "upload_data", "package_source", "plan", "train", "
 
 
 @pytest.fixture(scope="module")
-def run(airflow_env):
-    """One DAG run, shared by the tests below: (completed process, task states)."""
-    result = dags_test(DAG_ID, airflow_env, timeout=900)
-    return result, task_states(airflow_env, DAG_ID)
+def run(airflow):
+    """One DAG run, shared by the tests below."""
+    return airflow.run(DAG_ID, timeout=900)
 
 
-def _output(result) -> str:
-    return (result.stdout or "") + (result.stderr or "")
 
 
 
@@ -51,10 +46,9 @@ def _job_log(logs_client, job_name: str) -> str:
 
 
 def test_every_task_succeeds(run):
-    result, states = run
-    assert result.returncode == 0, _output(result)[-6000:]
+    assert run.succeeded, run.report()
     for task_id in TASKS:
-        assert states.get(task_id) == "success", f"{task_id}: {states.get(task_id)} (all: {states})"
+        assert run.states.get(task_id) == "success", f"{task_id}: {run.states.get(task_id)} (all: {run.states})"
 
 
 def test_training_really_ran_and_cleared_the_gate(run, sagemaker_client, s3_client):
@@ -101,8 +95,8 @@ def test_tensorboard_scalars_reached_the_output_config_s_s3_path(run, sagemaker_
     assert per_epoch[-1]["scalars"]["loss/train"] < per_epoch[0]["scalars"]["loss/train"]
 
 
-def test_endpoint_answered_utterances_and_refused_a_broken_clip(run, airflow_env):
-    smoke = xcom(airflow_env, DAG_ID, "smoke_test")
+def test_endpoint_answered_utterances_and_refused_a_broken_clip(run):
+    smoke = run.xcom("smoke_test")
     assert [u["clip_by"] for u in smoke["utterances"]] == ["base64", "base64", "base64", "s3"]
     assert all(u["emotion"] in EMOTIONS and u["sentiment"] in SENTIMENTS for u in smoke["utterances"])
     assert smoke["bad_input"]["error"] == "ModelError" and smoke["bad_input"]["status"] == 400, smoke

@@ -1,17 +1,14 @@
-"""The room detection DAG, whole, with `airflow dags test` against the local SageMaker: real YOLOv8
+"""The room detection DAG, whole, in a real Airflow (scheduler, triggerer, tasks in parallel) against the local SageMaker: real YOLOv8
 training on synthetic floor plans, a serverless endpoint answering real images (and refusing broken
 ones with client errors while it keeps serving), best.pt published, and nothing left running."""
 from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import tarfile
-from pathlib import Path
 
 import pytest
 
-from include.local_airflow import dags_test, task_states, xcom
 from include.pipelines.config import load_workload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -24,13 +21,11 @@ TASKS = ("upload_data", "package_source", "plan", "train", "evaluate", "create_m
 
 
 @pytest.fixture(scope="module")
-def run(airflow_env):
-    result = dags_test(DAG_ID, airflow_env, timeout=1500)
-    return result, task_states(airflow_env, DAG_ID)
+def run(airflow):
+    """One DAG run, shared by the tests below."""
+    return airflow.run(DAG_ID, timeout=1500)
 
 
-def _output(result) -> str:
-    return (result.stdout or "") + (result.stderr or "")
 
 
 
@@ -49,15 +44,13 @@ def _model_archive(s3_client, model_uri: str) -> dict[str, bytes]:
 
 
 def test_every_task_succeeds(run):
-    result, states = run
-    assert result.returncode == 0, _output(result)[-6000:]
+    assert run.succeeded, run.report()
     for task_id in TASKS:
-        assert states.get(task_id) == "success", f"{task_id}: {states.get(task_id)} (all: {states})"
+        assert run.states.get(task_id) == "success", f"{task_id}: {run.states.get(task_id)} (all: {run.states})"
 
 
 def test_the_data_sync_reports_counts_per_split(run):
-    result, _ = run
-    assert "per split: train: 64 images, 64 labels; val: 16 images, 16 labels; test: 8 images, 8 labels" in _output(result)
+    assert "per split: train: 64 images, 64 labels; val: 16 images, 16 labels; test: 8 images, 8 labels" in run.logs()
 
 
 def test_yolo_really_trained_and_cleared_the_gate(run, sagemaker_client, s3_client):
@@ -77,11 +70,11 @@ def test_yolo_really_trained_and_cleared_the_gate(run, sagemaker_client, s3_clie
     assert len(training["history"]) == int(job["HyperParameters"]["epochs"])
 
 
-def test_serverless_endpoint_answered_floor_plans_and_refused_broken_bodies(run, airflow_env):
-    endpoint_config = xcom(airflow_env, DAG_ID, "create_endpoint_config")["EndpointConfig"]
+def test_serverless_endpoint_answered_floor_plans_and_refused_broken_bodies(run):
+    endpoint_config = run.xcom("create_endpoint_config")["EndpointConfig"]
     assert "ServerlessConfig" in endpoint_config["ProductionVariants"][0]
 
-    smoke = xcom(airflow_env, DAG_ID, "smoke_test")
+    smoke = run.xcom("smoke_test")
     assert [image["content_type"] for image in smoke["images"]] == ["image/png", "image/jpeg"]
     assert smoke["matched"] >= 1, smoke  # the trained model finds real rooms, at IoU >= 0.5
     top = smoke["images"][0]["top_box"]

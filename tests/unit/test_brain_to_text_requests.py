@@ -101,7 +101,8 @@ def test_plan_has_training_and_the_batch_decode_of_the_held_out_session_and_no_e
     assert transform["TransformInput"]["ContentType"] == "application/x-hdf5" and transform["TransformInput"]["SplitType"] == "None"
     assert transform["TransformOutput"]["Accept"] == "application/jsonlines"
     assert transform["MaxPayloadInMB"] == (6 if cfg.profile == "local" else 100)
-    assert transform["ModelName"] == planned["model"]["ModelName"]
+    # the transform's model is its own, never one an endpoint teardown could delete under it
+    assert transform["ModelName"] == planned["batch_model"]["ModelName"] != planned["model"]["ModelName"]
 
     # the transform runs the registered version, not a model of its own
     config = transform_config.function(transform, ["arn:aws:sagemaker:us-east-1:111122223333:model-package/brain-to-text-diphone-decoder/1"],
