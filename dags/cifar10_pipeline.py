@@ -14,7 +14,7 @@ decides. Settings live in `include/workloads/cifar10.yaml` (profiles `local` and
 from __future__ import annotations
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator
-from airflow.sdk import Param, chain, dag, task
+from airflow.sdk import Param, TaskGroup, chain, dag, task
 from airflow.sdk.bases.operator import TriggerRule
 
 from include.pipelines.config import load_workload
@@ -91,50 +91,58 @@ def cifar10_pipeline():
 
         return check_cifar10_batch_output(settings, transform["Transform"])
 
-    # setup
-    settings = resolve_settings(WORKLOAD.name)
-    channels = upload_data(settings)
-    requests = plan(settings, channels, package_source(settings))
+    # Task groups keep the graph readable: plan's requests reach each group as one edge, not ten.
+    # prefix_group_id=False keeps the task ids (and the job names derived from them) as they were.
+    with TaskGroup("setup", prefix_group_id=False, tooltip="Settings, data and source in S3, every request planned"):
+        settings = resolve_settings(WORKLOAD.name)
+        channels = upload_data(settings)
+        requests = plan(settings, channels, package_source(settings))
 
     # body: tune, then train the final model with the best hyperparameters
-    tune = SageMakerResumableTuningOperator(
-        task_id="tune", config=requests["tuning"], deferrable=True, check_interval=10
-    )
-    training_config = final_training_request(requests["training"])
+    with TaskGroup("tuning", prefix_group_id=False, tooltip="Bayesian search; its best hyperparameters for the final job"):
+        tune = SageMakerResumableTuningOperator(
+            task_id="tune", config=requests["tuning"], deferrable=True, check_interval=10
+        )
+        training_config = final_training_request(requests["training"])
+        chain(requests["tuning"], tuning_enabled(), tune, training_config)
     train = SageMakerResumableTrainingOperator(
         task_id="train", config=training_config, deferrable=True, check_interval=10, print_log=True
     )
     gate = evaluate(train.output, settings, requests["gate"])
-    model = SageMakerCreateModelOnceOperator(
-        task_id="create_model", config=model_request(requests["model"], train.output)
-    )
-    endpoint_config = SageMakerCreateEndpointConfigOnceOperator(
-        task_id="create_endpoint_config", config=requests["endpoint_config"]
-    )
-    endpoint = SageMakerEndpointOperator(
-        task_id="deploy_endpoint", config=requests["endpoint"], operation="create", deferrable=True, check_interval=10
-    )
-    autoscaling = enable_autoscaling(requests["autoscaling"])
-    smoke = smoke_test(requests["endpoint_name"])
-    # the transform creates and owns a model of its own, so the endpoint's teardown cannot pull it away
-    batch_model = model_request.override(task_id="batch_model_request")(requests["batch_model"], train.output)
-    transform = SageMakerResumableTransformOperator(
-        task_id="batch_transform", config={"Model": batch_model, "Transform": requests["transform"]},
-        deferrable=True, check_interval=10, check_if_model_exists=False,
-    )
-    batch_scores = check_batch_output(transform.output, settings)
 
-    # teardown: runs even when the smoke test fails; deregisters autoscaling before deleting
-    delete_endpoint = SageMakerDeleteEndpointOperator(
-        task_id="delete_endpoint", endpoint_name=requests["endpoint_name"]
-    ).as_teardown(setups=endpoint)
-    delete_batch_model = SageMakerDeleteModelIfPresentOperator(
-        task_id="delete_batch_model", config=batch_model
-    ).as_teardown(setups=transform)
+    with TaskGroup("deploy", prefix_group_id=False, tooltip="Endpoint with autoscaling, smoke test, teardown"):
+        model = SageMakerCreateModelOnceOperator(
+            task_id="create_model", config=model_request(requests["model"], train.output)
+        )
+        endpoint_config = SageMakerCreateEndpointConfigOnceOperator(
+            task_id="create_endpoint_config", config=requests["endpoint_config"]
+        )
+        endpoint = SageMakerEndpointOperator(
+            task_id="deploy_endpoint", config=requests["endpoint"], operation="create", deferrable=True,
+            check_interval=10,
+        )
+        autoscaling = enable_autoscaling(requests["autoscaling"])
+        smoke = smoke_test(requests["endpoint_name"])
+        # teardown: runs even when the smoke test fails; deregisters autoscaling before deleting
+        delete_endpoint = SageMakerDeleteEndpointOperator(
+            task_id="delete_endpoint", endpoint_name=requests["endpoint_name"]
+        ).as_teardown(setups=endpoint)
+        chain(model, endpoint_config, endpoint, autoscaling, smoke, delete_endpoint)
 
-    chain(requests["tuning"], tuning_enabled(), tune, training_config)
-    chain(train, gate, model, endpoint_config, endpoint, autoscaling, smoke, delete_endpoint)
-    chain(gate, [batch_model, prepare_batch_input(settings, channels)], transform, batch_scores, delete_batch_model)
+    with TaskGroup("batch", prefix_group_id=False, tooltip="Batch transform of the test set on a model of its own"):
+        # the transform creates and owns a model of its own, so the endpoint's teardown cannot pull it away
+        batch_model = model_request.override(task_id="batch_model_request")(requests["batch_model"], train.output)
+        transform = SageMakerResumableTransformOperator(
+            task_id="batch_transform", config={"Model": batch_model, "Transform": requests["transform"]},
+            deferrable=True, check_interval=10, check_if_model_exists=False,
+        )
+        batch_scores = check_batch_output(transform.output, settings)
+        delete_batch_model = SageMakerDeleteModelIfPresentOperator(
+            task_id="delete_batch_model", config=batch_model
+        ).as_teardown(setups=transform)
+        batch_input = prepare_batch_input(settings, channels)
+        chain([batch_model, batch_input], transform, batch_scores, delete_batch_model)
 
+    chain(train, gate, [model, batch_model, batch_input])
 
 cifar10_pipeline()
