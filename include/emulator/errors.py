@@ -37,6 +37,18 @@ class UnknownOperation(AwsError):
     status = 400
 
 
+class SerializationException(AwsError):
+    """The body is no JSON object that the awsJson protocol can read (AWS's JSON services say this)."""
+
+    code = "SerializationException"
+    status = 400
+
+
+class AccessDenied(AwsError):
+    code = "AccessDeniedException"
+    status = 403
+
+
 # sagemaker-runtime
 class RuntimeValidationError(AwsError):
     code = "ValidationError"
@@ -53,6 +65,13 @@ class ModelError(AwsError):
 class ModelNotReadyException(AwsError):
     code = "ModelNotReadyException"
     status = 429
+
+
+class ServiceUnavailable(AwsError):
+    """No healthy instance can take the request (the botocore model's 503 for InvokeEndpoint)."""
+
+    code = "ServiceUnavailable"
+    status = 503
 
 
 def not_found() -> ValidationException:

@@ -1,6 +1,7 @@
 """Routing: one WSGI app on one port. SageMaker, sagemaker-runtime and IAM's SimulatePrincipalPolicy
 (which moto lacks) are ours; everything else (S3, CloudWatch Logs, IAM, STS, Application Auto
-Scaling) goes to moto's server backends."""
+Scaling) goes to moto's server backends, and only to those. Every request passes the request gate
+(request_gate.py) first."""
 from __future__ import annotations
 
 import io
@@ -14,12 +15,32 @@ from werkzeug.wrappers import Request, Response
 
 from . import protocol
 from .app import Emulator, Settings
-from .errors import AwsError
+from .errors import AwsError, UnknownOperation
+from .request_gate import RequestGate
 
 log = logging.getLogger(__name__)
 
 _INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
+# X-Amz-Target prefixes of the awsJson services moto answers for us (CloudWatch Logs, Application
+# Auto Scaling, CloudWatch); any other target, moto's own SageMaker mock's included, is unknown here
+MOTO_TARGET_PREFIXES = frozenset({"Logs_20140328", "AnyScaleFrontendService", "GraniteServiceVersion20100801"})
+# moto's backends that we serve (S3, CloudWatch Logs, IAM, STS, Application Auto Scaling, CloudWatch);
+# its others (its SageMaker, sagemaker-runtime, /moto-api, instance metadata, ...) are never reached
+MOTO_BACKENDS = frozenset({"s3", "logs", "iam", "sts", "applicationautoscaling", "cloudwatch"})
+# a resource's Describe* answer for a person (the Airflow extra links point here): read-only
+_DESCRIBE_PATH = re.compile(r"^/_emulator/describe/(?P<resource>[A-Za-z]+)$")
+DESCRIBABLE = {  # Describe<resource> -> its name parameter
+    "TrainingJob": "TrainingJobName",
+    "HyperParameterTuningJob": "HyperParameterTuningJobName",
+    "TransformJob": "TransformJobName",
+    "ProcessingJob": "ProcessingJobName",
+    "Model": "ModelName",
+    "EndpointConfig": "EndpointConfigName",
+    "Endpoint": "EndpointName",
+    "ModelPackageGroup": "ModelPackageGroupName",
+    "ModelPackage": "ModelPackageName",
+}
 
 
 def _scope(request: Request) -> tuple[str | None, str | None]:
@@ -33,19 +54,29 @@ class Gateway:
 
         from . import sagemaker  # noqa: F401  (registers the operations)
 
+        def backend_app(backend):
+            return create_backend_app(backend) if backend in MOTO_BACKENDS else _unserved(backend)
+
         self.emulator = emulator
-        self._moto = DomainDispatcherApplication(create_backend_app)
+        self._moto = DomainDispatcherApplication(backend_app)
 
     def __call__(self, environ, start_response):
         request = Request(environ)
         region, service = _scope(request)
         target = request.headers.get("X-Amz-Target", "")
-        if target.startswith("SageMaker."):
-            response = self._sagemaker(request, target.split(".", 1)[1], region)
+        prefix, dot, operation = target.partition(".")
+        if target and not (dot and prefix in {"SageMaker", *MOTO_TARGET_PREFIXES}):
+            response = _unknown_operation(f"Operation {target[:200]} is not supported by the local SageMaker.")
+        elif prefix == "SageMaker":
+            response = self._sagemaker(request, operation, region)
+        elif target:
+            return self._moto(environ, start_response)
         elif request.method == "POST" and _INVOKE_PATH.match(request.path) and service in (None, "sagemaker"):
             response = self._invoke(request, _INVOKE_PATH.match(request.path)["name"], region)
         elif request.path == "/_emulator/health":
             response = Response(json.dumps({"status": "ok"}), content_type="application/json")
+        elif describe := _DESCRIBE_PATH.match(request.path):
+            response = self._describe_page(request, describe["resource"])
         elif service == "iam" and (simulation := self._iam_simulation(request, environ)) is not None:
             response = simulation
         else:
@@ -82,6 +113,27 @@ class Gateway:
             status, headers, payload = protocol.json_error(AwsError(f"Internal error: {exc}"))
         return Response(payload, status=status, headers=headers)
 
+    def _describe_page(self, request: Request, resource: str) -> Response:
+        """GET /_emulator/describe/<Resource>?name=...&region=...: Describe<Resource>'s answer, indented."""
+        from .sagemaker.registry import dispatch
+
+        if request.method not in ("GET", "HEAD"):
+            return _page({"message": "read-only: use GET"}, 405, Allow="GET, HEAD")
+        if resource not in DESCRIBABLE:
+            return _page({"message": f"no such resource {resource!r}; one of {', '.join(DESCRIBABLE)}"}, 404)
+        name = request.args.get("name", "")
+        if not name:
+            return _page({"message": f"give the {DESCRIBABLE[resource]} as ?name=..."}, 400)
+        try:
+            ctx = self.emulator.context(request.args.get("region") or None)
+            status, _, payload = protocol.json_response(dispatch(ctx, f"Describe{resource}", {DESCRIBABLE[resource]: name}))
+        except AwsError as error:
+            status, _, payload = protocol.json_error(error)
+        except Exception as exc:  # a bug of ours must still answer, and be logged
+            log.exception("Describe%s %s failed", resource, name)
+            status, _, payload = protocol.json_error(AwsError(f"Internal error: {exc}"))
+        return _page(json.loads(payload), status)
+
     def _invoke(self, request: Request, endpoint_name: str, region: str | None) -> Response:
         from .runtime import invoke_endpoint
 
@@ -94,6 +146,27 @@ class Gateway:
             log.exception("InvokeEndpoint %s failed", endpoint_name)
             status, headers, payload = protocol.rest_json_error(AwsError(f"Internal error: {exc}"))
         return Response(payload, status=status, headers=headers)
+
+
+def _unknown_operation(message: str) -> Response:
+    status, headers, payload = protocol.json_error(UnknownOperation(message))
+    return Response(payload, status=status, headers=headers)
+
+
+def _unserved(backend: str):
+    """The WSGI app that stands in for a moto backend we do not serve."""
+
+    def app(environ, start_response):
+        log.warning("refused a request for moto's %s backend: %s %s", backend, environ.get("REQUEST_METHOD"),
+                    json.dumps(environ.get("PATH_INFO", "")[:200]))
+        return _unknown_operation(f"The local SageMaker does not serve this operation ({backend}).")(environ, start_response)
+
+    return app
+
+
+def _page(body: dict, status: int, **headers: str) -> Response:
+    return Response(json.dumps(body, indent=2, sort_keys=True) + "\n", status=status, content_type="application/json",
+                    headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", **headers})
 
 
 class _QuietHandler:
@@ -119,8 +192,10 @@ class EmulatorServer:
             raise ValueError("the local SageMaker binds to the loopback interface only")
         from moto.moto_server.werkzeug_app import MotoRequestHandler
 
+        # every request passes the gate first: only those addressed to this server, sent by no web page
+        app = RequestGate(Gateway(self.emulator), allowed_hosts=settings.allowed_hosts, allowed_origins=settings.allowed_origins)
         self._server = make_server(
-            settings.host, settings.port, Gateway(self.emulator), threaded=True, request_handler=_QuietHandler.based_on(MotoRequestHandler)
+            settings.host, settings.port, app, threaded=True, request_handler=_QuietHandler.based_on(MotoRequestHandler)
         )
         self.emulator.port = self._server.server_port
         self._thread: threading.Thread | None = None

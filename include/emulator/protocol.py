@@ -37,15 +37,40 @@ def rest_json_error(error: AwsError) -> tuple[int, dict, bytes]:
     return error.status, headers, json.dumps(_to_wire(body)).encode()
 
 
+# deeper than any SageMaker request shape nests, and far below Python's recursion limit
+MAX_JSON_DEPTH = 100
+
+
 def parse_json_body(raw: bytes) -> dict:
-    from .errors import ValidationException
+    """The request's members; a body that is no JSON object is a SerializationException, as on AWS."""
+    from .errors import SerializationException
 
     if not raw:
         return {}
     try:
         body = json.loads(raw)
-    except ValueError as exc:
-        raise ValidationException(f"Request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # the parser nests a C call per level: 100k brackets exhaust the stack
+        raise SerializationException(f"Request body nests deeper than {MAX_JSON_DEPTH} levels.") from exc
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise SerializationException(f"Request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
-        raise ValidationException("Request body must be a JSON object.")
+        raise SerializationException("Request body must be a JSON object.")
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise SerializationException(f"Request body nests deeper than {MAX_JSON_DEPTH} levels.")
     return body
+
+
+def _depth(value: Any) -> int:
+    """How deep objects and arrays nest in ``value``, without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, depth)
+        if depth > MAX_JSON_DEPTH:
+            break
+        pending.extend((child, depth + 1) for child in item)
+    return deepest
