@@ -9,6 +9,7 @@ export PYTHONPATH := $(CURDIR)
 .PHONY: setup demo test test-fast emulator clean
 
 setup: $(VENV)/.installed
+	@$(PY) -m include.emulator.archives  # warns where tarfile's data filter is bypassable (CVE-2025-4517)
 
 # requirements-local.txt: the local SageMaker and the tests, on top of requirements.txt (the Airflow side)
 # and requirements-synthetic-data.txt (what the local profile's Airflow tasks add)

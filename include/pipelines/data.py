@@ -18,6 +18,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from include.emulator.archives import unpack_tar  # standard library only: safe on the Airflow side
+
 from .config import ConfigError, WorkloadConfig
 from .packaging import sync_directory
 
@@ -52,8 +54,8 @@ def download_archive(url: str, dest: Path) -> Path:
             shutil.copyfileobj(response, download)
         download.flush()
         if tarfile.is_tarfile(download.name):
-            with tarfile.open(download.name) as archive:
-                archive.extractall(dest, filter="data")
+            # not extractall(filter="data"): this Python's filter can be bypassed (CVE-2025-4517)
+            unpack_tar(download.name, dest)
         else:
             shutil.copy(download.name, dest / Path(url).name)
     return dest

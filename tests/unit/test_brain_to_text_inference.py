@@ -84,7 +84,10 @@ def test_json_trials_are_decoded_with_their_session_layer(inference, model):
 
 @pytest.mark.parametrize("body, content_type, status, message", [
     (b"not an hdf5 file", "application/x-hdf5", 400, "The body is not a readable HDF5 file"),
-    (b"{", "application/json", 400, "The body is not valid JSON"),
+    (b"{", "application/json", 400, "The body is not valid UTF-8 JSON"),
+    (b"[" * 100_000, "application/json", 400, "more than 32 levels deep"),  # json.loads alone: RecursionError, a 500
+    (b'{"session": "t15.2025.01.06", "input_features": ' + b"[" * 40 + b"]" * 40 + b"}", "application/json", 400,
+     "more than 32 levels deep"),
     (b'{"input_features": [[1, 2]]}', "application/json", 400, 'instances[0] must be an object with "session"'),
     (b'{"session": "t15.2025.01.06", "input_features": [1, 2]}', "application/json", 400, "must be [time x features]"),
     (b'{"session": "t15.2025.01.06", "input_features": [[1, 2]]}', "application/json", 400, "has 2 features per step, the model takes 512"),

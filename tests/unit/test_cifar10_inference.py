@@ -171,6 +171,8 @@ def test_undecodable_npy_and_pickles_are_a_400(inference):
 @pytest.mark.parametrize("body, phrase", [
     ("{not json", "not valid UTF-8 JSON"),
     (b"\xff\xfe", "not valid UTF-8 JSON"),
+    ("[" * 100_000, "more than 32 levels deep"),  # json.loads alone would raise RecursionError: a 500
+    ('{"instances": ' + "[" * 40 + "]" * 40 + "}", "more than 32 levels deep"),
     ('{"inputs": []}', '{"instances": [image, ...]}'),
     ('{"instances": []}', '{"instances": [image, ...]}'),
     ('"a string"', '{"instances": [image, ...]}'),

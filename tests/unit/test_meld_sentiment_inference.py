@@ -106,6 +106,8 @@ def test_a_clip_is_read_from_s3_with_the_endpoint_s_credentials(inference, model
 @pytest.mark.parametrize("body, message", [
     ("not json", "The body is not valid UTF-8 JSON"),
     (b"\xff\xfe", "The body is not valid UTF-8 JSON"),
+    ("[" * 100_000, "more than 32 levels deep"),  # json.loads alone would raise RecursionError: a 500
+    ('{"text": ' + "{\"a\": " * 40 + "1" + "}" * 40 + "}", "more than 32 levels deep"),
     ('{"video_base64": "AAAA"}', "the request.text must be the utterance as a string, got NoneType"),
     ('{"text": "hi"}', "needs exactly one of video_base64 (the mp4 clip, base64) or video_s3_uri, got neither"),
     ('{"text": "hi", "video_base64": "AAAA", "video_s3_uri": "s3://b/k.mp4"}', "got video_base64 and video_s3_uri"),

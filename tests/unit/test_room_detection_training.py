@@ -375,3 +375,24 @@ def test_broken_dataset_yaml_is_refused_clearly(train_module, data_dir, tmp_path
     (channel / "dataset.yaml").write_text(yaml.safe_dump({k: v for k, v in config.items() if v is not None}))
     with pytest.raises(ValueError, match=re.escape(message)):
         train_module.prepare_dataset(str(channel), tmp_path / "work")
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_when_unpickled_is_not_resumed(train_module, tmp_path):
+    import torch
+
+    weights_dir, marker = tmp_path / "run" / "weights", tmp_path / "unpickled"
+    weights_dir.mkdir(parents=True)
+    torch.save({"model": None, "epoch": 1, "payload": _RunsCodeWhenUnpickled(marker)}, weights_dir / "last.pt")
+    with pytest.raises(RuntimeError, match=r"last\.pt does not load with torch\.load\(weights_only=True\)"):
+        train_module.check_checkpoints_are_weights_only(weights_dir)
+    assert not marker.exists()
+
+

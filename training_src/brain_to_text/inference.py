@@ -38,7 +38,7 @@ import torch
 import yaml
 
 from dataset import Trial, TrialDataError, TRIAL_KEY, read_trial
-from inference_errors import InferenceRequestError, UnsupportedAcceptError, UnsupportedContentTypeError
+from inference_errors import InferenceRequestError, UnsupportedAcceptError, UnsupportedContentTypeError, parse_json_body
 from model import PHONEMES, GRUDecoder, edit_distance, gaussian_smooth, greedy_decode
 
 
@@ -133,10 +133,7 @@ def input_fn(input_data, content_type):
     if media_type in HDF5_TYPES:
         return _trials_from_hdf5(body)
     if media_type == JSON:
-        try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise InvalidInputError(f"The body is not valid JSON: {error}") from None
+        payload = parse_json_body(body, InvalidInputError)
         items = payload["instances"] if isinstance(payload, dict) and "instances" in payload else [payload]
         if not isinstance(items, list) or not items:
             raise InvalidInputError('"instances" must be a non-empty list of trials')

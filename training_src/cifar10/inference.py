@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inference_errors import InferenceRequestError, UnsupportedAcceptError, UnsupportedContentTypeError
+from inference_errors import InferenceRequestError, UnsupportedAcceptError, UnsupportedContentTypeError, parse_json_body
 from model import CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES, INPUT_SIZE, build_model
 
 
@@ -149,10 +149,7 @@ def _json_array(value, source: str) -> np.ndarray:
 
 
 def _decode_json(body) -> Images:
-    try:
-        payload = json.loads(body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidInputError(f"The body is not valid UTF-8 JSON ({error}).") from error
+    payload = parse_json_body(body, InvalidInputError)
     if isinstance(payload, list):
         return pixels_from_array(_json_array(payload, "the JSON array"), "the JSON array")
     if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list) or not payload["instances"]:

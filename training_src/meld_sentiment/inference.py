@@ -35,7 +35,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
 
-from inference_errors import InferenceRequestError, UnsupportedAcceptError, UnsupportedContentTypeError
+from inference_errors import InferenceRequestError, UnsupportedAcceptError, UnsupportedContentTypeError, parse_json_body
 from media import NO_AUDIO, MediaSettings, clip_features
 from model import EMOTIONS, SENTIMENTS, build_for_serving
 
@@ -145,10 +145,7 @@ def input_fn(request_body, request_content_type):
     """Parse the JSON request and fetch each clip's bytes (decoded in predict_fn, with the model's settings)."""
     if _media_type(request_content_type) != JSON:
         raise UnsupportedContentTypeError(f"Content type {request_content_type!r} is not supported; send {JSON}.")
-    try:
-        payload = json.loads(request_body.decode("utf-8") if isinstance(request_body, (bytes, bytearray)) else request_body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidInputError(f"The body is not valid UTF-8 JSON ({error}).") from error
+    payload = parse_json_body(request_body, InvalidInputError)
     if isinstance(payload, dict) and "instances" in payload:
         instances = payload["instances"]
         if not isinstance(instances, list) or not 1 <= len(instances) <= MAX_INSTANCES:

@@ -220,6 +220,9 @@ def configure_ultralytics(offline: bool, config_dir: Path) -> None:
     Must run before ultralytics is imported: it reads YOLO_CONFIG_DIR and YOLO_OFFLINE at import.
     """
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)  # ultralytics writes settings.json there on import
+    # every checkpoint ultralytics loads (pretrained weights, a resumed last.pt) with torch.load(weights_only=True)
+    # and its allow-list of model classes, never a full unpickle: a checkpoint prefix in S3 is not code
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
     if offline:
         os.environ["YOLO_OFFLINE"] = "1"  # no connectivity probe, so no update check, telemetry or hub calls
     from ultralytics import settings
@@ -236,6 +239,21 @@ def configure_ultralytics(offline: bool, config_dir: Path) -> None:
         data_utils.check_font = lambda *args, **kwargs: None
         # the AMP self-test downloads yolo26n.pt to compare fp32 and fp16 outputs; offline, trust AMP on CUDA
         trainer_module.check_amp = lambda model: next(model.parameters()).device.type == "cuda"
+
+
+def check_checkpoints_are_weights_only(weights_dir: Path) -> None:
+    """Refuse a checkpoint folder whose .pt files need a full unpickle, before anything loads them.
+
+    ULTRALYTICS_SAFE_LOAD covers ultralytics' loads, but its strip_optimizer, run on best.pt and last.pt
+    when training ends, still unpickles them fully; a resumed run may keep the downloaded best.pt."""
+    from ultralytics.nn.tasks import torch_safe_load
+
+    for checkpoint in sorted(weights_dir.glob("*.pt")):
+        try:
+            torch_safe_load(str(checkpoint), safe_only=True)
+        except Exception as exc:
+            raise RuntimeError(f"checkpoint {checkpoint} does not load with torch.load(weights_only=True) and "
+                               f"ultralytics' allow-list of model classes, so it is not resumed: {exc}") from exc
 
 
 def resolve_weights(hp: Hyperparameters, paths: Paths) -> tuple[str, bool]:
@@ -337,11 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     logger = EpochLogger(progress_path, history)
 
     log(f"torch {torch.__version__}, device {device}, {'offline' if not needs_network else 'online (downloads ' + source + ')'}")
+    if resuming or already_done:
+        check_checkpoints_are_weights_only(run_dir / "weights")
     if already_done:
         log(f"the checkpoint in {run_dir} holds a finished run of {progress.get('epochs')} epoch(s): packaging it without training")
     else:
         if resuming:
-            # our own job's checkpoint prefix: ultralytics' checkpoints are pickles of the model, loaded as it saved them
+            # ultralytics' checkpoints pickle the model; they load weights-only (ULTRALYTICS_SAFE_LOAD, checked above)
             log(f"resuming from {last}: {len(history)} epoch(s) done of {progress.get('epochs')}")
             model = YOLO(str(last))
             train_args = dict(resume=True, data=str(dataset_yaml), device=device, workers=hp.workers)

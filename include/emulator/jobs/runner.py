@@ -264,6 +264,7 @@ class TrainingRunner:
             for index, host in enumerate(hosts):
                 self._download_channels(host, channels, host_index=index, host_count=len(hosts))
                 entrypoints.localize_driver_channels(request, host)
+                staging.unpack_submit_directory(self.s3, request.get("HyperParameters") or {}, host.code_dir)
             if checkpoints is not None:
                 checkpoints.restore()
         except staging.StagingError as exc:

@@ -4,8 +4,13 @@ from __future__ import annotations
 import json
 import posixpath
 import tarfile
+import tempfile
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
+
+from ..archives import ArchiveError, unpack_tar
+
+SUBMIT_DIRECTORY = "sagemaker_submit_directory"
 
 
 class StagingError(Exception):
@@ -130,6 +135,41 @@ def _manifest_files(s3, uri: str, bucket: str, key: str) -> list[tuple[str, str,
             raise StagingError(f"ClientError: Manifest file {uri} holds a non-string entry: {relative!r}.")
         files.append((prefix_bucket, prefix + relative, relative))
     return files
+
+
+def submit_directory_uri(hyperparameters: dict) -> str | None:
+    """The S3 URI of ``sagemaker_submit_directory`` (JSON-encoded, as the SDK sends it), if it names one."""
+    value = hyperparameters.get(SUBMIT_DIRECTORY)
+    if not isinstance(value, str):
+        return None
+    try:
+        value = json.loads(value)
+    except ValueError:
+        pass  # a bare string, which the toolkit accepts too
+    return value if isinstance(value, str) and value.startswith("s3://") else None
+
+
+def unpack_submit_directory(s3, hyperparameters: dict, code_dir: Path) -> int:
+    """Unpack the job's sourcedir.tar.gz into the host's code folder (/opt/ml/code); returns the file count.
+
+    The toolkit unpacks it only into an empty code folder, and its own extraction trusts realpath
+    (CVE-2025-4517); staged here, with ``include.emulator.archives``, an archive holding a link, a
+    device or a path outside the folder fails the job naming that member, before any code runs."""
+    uri = submit_directory_uri(hyperparameters)
+    if uri is None:
+        return 0
+    bucket, key = parse_s3_uri(uri)
+    code_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=code_dir.parent, prefix=".sourcedir-") as scratch:
+        archive = Path(scratch) / "sourcedir.tar.gz"
+        try:
+            s3.download_file(bucket, key, str(archive))
+        except Exception as exc:
+            raise StagingError(f"ClientError: Could not download {SUBMIT_DIRECTORY} {uri}: {exc}") from exc
+        try:
+            return unpack_tar(archive, code_dir)
+        except ArchiveError as exc:
+            raise StagingError(f"ClientError: Could not unpack {SUBMIT_DIRECTORY} {uri}: {exc}") from exc
 
 
 def directory_has_files(directory: Path) -> bool:

@@ -3,16 +3,17 @@
 The model archive (ModelDataUrl, or ModelDataSource) is downloaded from S3 and unpacked into
 ``model/``; a ``SAGEMAKER_SUBMIT_DIRECTORY`` that names an S3 tarball is unpacked into
 ``model/code/``, where the inference toolkit looks for the user's script. Archives are unpacked
-with tarfile's "data" filter: no absolute paths, no links out of the directory, no devices.
+by ``include.emulator.archives``: regular files and directories only, none outside the folder; an
+archive holding anything else fails the endpoint with a FailureReason that names the member.
 """
 from __future__ import annotations
 
 import shutil
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Callable
 
+from ..archives import ArchiveError, unpack_tar
 from .specs import ContainerSpec
 
 
@@ -47,9 +48,8 @@ def _unpack_archive(s3, uri: str, destination: Path, say: Callable[[str], None])
         except Exception as exc:  # botocore ClientError, missing bucket, ...
             raise _download_failure(bucket, key, exc) from exc
         try:
-            with tarfile.open(archive, "r:*") as tar:
-                tar.extractall(destination, filter="data")
-        except (tarfile.TarError, OSError) as exc:
+            unpack_tar(archive, destination)
+        except ArchiveError as exc:
             raise ArtifactError(f"Failed to extract model data archive from {uri}: {exc}") from exc
         say(f"Unpacked {uri} ({archive.stat().st_size} bytes) into {destination}")
     finally:
