@@ -23,12 +23,20 @@ class Settings:
     host: str = "127.0.0.1"
     # only docker-compose sets this: the emulator container must answer the Airflow containers
     allow_container_network: bool = False
+    # Host names besides the loopback ones that requests may address (docker-compose: its service name)
+    allowed_hosts: tuple[str, ...] = ()
+    # web origins whose pages may call the server; none by default, since a page could start jobs
+    allowed_origins: tuple[str, ...] = ()
     port: int = DEFAULT_PORT
     state_dir: Path = field(default_factory=default_state_dir)
     account_id: str = DEFAULT_ACCOUNT
     region: str = DEFAULT_REGION
     # how many training jobs and model servers may run at once; the rest wait their turn
     max_concurrent_jobs: int = int(os.environ.get("EMULATOR_MAX_CONCURRENT_JOBS", "2"))
+    # how often each endpoint instance is health-checked (/ping and its process), and after how many
+    # failed pings in a row it is replaced (include.emulator.serving.health)
+    health_check_interval_s: float = float(os.environ.get("EMULATOR_HEALTH_CHECK_INTERVAL_SECONDS", "5"))
+    health_check_failures: int = int(os.environ.get("EMULATOR_HEALTH_CHECK_FAILURES", "3"))
     # the interpreter that stands in for SageMaker's framework containers
     python: str = sys.executable
 
@@ -80,7 +88,10 @@ class Emulator:
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://{self.settings.host}:{self.port}"
+        host = self.settings.host
+        if host in ("0.0.0.0", "::", ""):  # listening on every interface: its own clients use loopback
+            host = "127.0.0.1"
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def context(self, region: str | None = None) -> RequestContext:
         return RequestContext(self, region or self.settings.region)
@@ -105,19 +116,18 @@ class Emulator:
             return self._session.client(service, endpoint_url=self.endpoint_url, region_name=region or self.settings.region)
 
     def child_environment(self, region: str | None = None) -> dict[str, str]:
-        """Environment for processes the emulator starts (jobs, model servers): AWS calls come back here."""
-        env = dict(os.environ)
-        env.update(
-            AWS_ENDPOINT_URL=self.endpoint_url,
-            AWS_DEFAULT_REGION=region or self.settings.region,
-            AWS_REGION=region or self.settings.region,
-            AWS_ACCESS_KEY_ID=EMULATOR_CREDENTIALS[0],
-            AWS_SECRET_ACCESS_KEY=EMULATOR_CREDENTIALS[1],
-        )
-        # none of the caller's profile or session token: a profile missing from the child's config would fail every call
-        for variable in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
-            env.pop(variable, None)
-        return env
+        """The base environment of every process the emulator starts (jobs, model servers): a minimal
+        one (see ``child_processes.minimal_environment``) whose AWS calls come back here."""
+        from .child_processes import minimal_environment
+
+        region = region or self.settings.region
+        return minimal_environment(python=self.settings.python, aws={
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            "AWS_ACCESS_KEY_ID": EMULATOR_CREDENTIALS[0],
+            "AWS_SECRET_ACCESS_KEY": EMULATOR_CREDENTIALS[1],
+        })
 
     def shutdown(self) -> None:
         for store in list(self._stores.values()):

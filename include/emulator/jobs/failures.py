@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import signal
 from pathlib import Path
 
 MAX_FAILURE_REASON = 1024  # DescribeTrainingJob returns at most the first 1024 characters
@@ -16,6 +17,7 @@ _TOOLKIT_ERRORS = {
     "SMTrainingCompilerConfigurationError",
     "ChildFailedError",  # torchrun's, after a worker died of its own exception
 }
+_KILLED_SCRIPT = re.compile(r"^ExitCode -(?P<signal>\d+)$", re.MULTILINE)  # the toolkit's report of a signal
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(?P<name>[A-Za-z_]\w*(?:Error|Exception|Interrupt|Exit))(?::.*)?$")
 
 
@@ -90,11 +92,29 @@ def algorithm_failure_reason(failure_file_text: str | None, log_lines: list[str]
 
     ``recorded`` is that line as the script's process recorded it; without it, it is read from the
     log, where the toolkit's relaying may have split it."""
-    detail = (failure_file_text or "").strip() or _error_excerpt(log_lines) or "the training process exited without output"
     exception = recorded or script_exception(log_lines)
+    if exit_code < 0:  # the host's process itself was killed: its last output says nothing about why
+        detail = f"the training process was killed by {signal_name(-exit_code)}"
+        if failure_file_text and failure_file_text.strip():
+            detail = f"{detail}\n{failure_file_text.strip()}"
+        if exception and exception not in detail:
+            detail = f"{detail}\n{exception}"
+        return cap_keeping(f"AlgorithmError: {detail}", exception)
+    detail = (failure_file_text or "").strip() or _error_excerpt(log_lines) or "the training process exited without output"
+    killed = _KILLED_SCRIPT.search(detail)
+    if killed:  # the toolkit's ExecuteUserScriptError of a script that died of a signal
+        detail = f"the training script was killed by {signal_name(int(killed['signal']))}\n{detail}"
     if exception and exception not in detail:
         detail = f"{detail}\n{exception}"
     return cap_keeping(f"AlgorithmError: {detail}, exit code: {exit_code}", exception)
+
+
+def signal_name(signum: int) -> str:
+    """``signal 9 (SIGKILL)``, as a FailureReason names what ended a process."""
+    try:
+        return f"signal {signum} ({signal.Signals(signum).name})"
+    except ValueError:
+        return f"signal {signum}"
 
 
 def cap_keeping(reason: str, must_keep: str | None, limit: int = MAX_FAILURE_REASON) -> str:

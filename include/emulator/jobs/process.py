@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..child_processes import spawn
+
 log = logging.getLogger(__name__)
 
 _MAX_LINE_BYTES = 256 * 1024  # a longer line is split, as CloudWatch splits long events
@@ -19,15 +21,8 @@ class ContainerProcess:
     """Runs ``command`` in a new session, so stopping it reaches every process the script started."""
 
     def __init__(self, command: list[str], *, cwd: Path, env: dict[str, str], on_line: Callable[[str], None]):
-        self._process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,  # SageMaker interleaves both in one log stream
-            start_new_session=True,
-        )
+        # its own session under a watch that ends it if the emulator dies (see child_processes.spawn)
+        self._process = spawn(command, cwd=cwd, env=env)
         self._on_line = on_line
         self._pump = threading.Thread(target=self._pump_output, name=f"output:{self._process.pid}", daemon=True)
         self._pump.start()

@@ -1,4 +1,4 @@
-"""One SageMaker hosting instance: ``python -m include.emulator.serving.model_server --model-dir DIR``.
+"""One SageMaker hosting instance: ``python -P run_model_server.py --model-dir DIR`` (see there).
 
 Speaks the container contract SageMaker uses: ``GET /ping`` answers 200 once ``model_fn`` has
 returned (503 while it loads), ``POST /invocations`` runs the handlers with the request's
@@ -138,13 +138,17 @@ def _load_model(server: ModelServer, failure_file: Path | None) -> None:
 
 
 def _exit_with_parent(server: ModelServer, parent_pid: int) -> None:
-    # no orphans: if the emulator dies without stopping us, stop serving too
+    # no orphans when started by hand with --parent-pid (the emulator's own watch ends its servers):
+    # stop first, then say so, since the log's reader may be the one who died (BrokenPipeError)
     while True:
         time.sleep(1.0)
         if os.getppid() != parent_pid:
-            log("parent process is gone; stopping")
             server.exit_code = 0
             server.shutdown()
+            try:
+                log("parent process is gone; stopped")
+            except OSError:
+                pass
             return
 
 

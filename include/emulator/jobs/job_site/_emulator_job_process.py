@@ -1,0 +1,89 @@
+"""What ``sitecustomize`` sets up in every Python process of a local training job, beside name resolution.
+
+- ``die_with_parent``: the kernel kills the process when its parent dies (Linux PR_SET_PDEATHSIG).
+  The emulator's watch (``include/emulator/child_watch.py``) ends the job's session when the
+  emulator dies, but torchrun starts each worker in a session of its own; this reaches them, and
+  any other Python process that left the job's session.
+- ``bind_rendezvous_to_loopback``: torch's TCPStore server (torchrun's rendezvous on algo-1, and
+  ``init_process_group``'s env:// store) listens on every interface; on SageMaker the instances'
+  network is private, here it would be this machine's. A store that serves a loopback address is
+  handed a socket bound to 127.0.0.1 instead (``master_listen_fd``).
+"""
+import socket
+import sys
+
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+
+
+def die_with_parent():
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except Exception:  # no prctl: the watch's end of the whole session still applies
+        pass
+
+
+def _loopback_listener(port):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", int(port)))
+    listener.listen(2048)
+    return listener.detach()
+
+
+def _loopback_store_class(tcp_store):
+    positional = ("world_size", "is_master", "timeout", "wait_for_workers", "multi_tenant", "master_listen_fd", "use_libuv")
+
+    class LoopbackTCPStore(tcp_store):
+        """A TCPStore whose server, when it serves a loopback address, listens on 127.0.0.1 only."""
+
+        def __init__(self, host_name, port, *args, **kwargs):
+            kwargs.update(zip(positional, args))
+            if kwargs.get("is_master") and kwargs.get("master_listen_fd") is None and host_name in _LOOPBACK_NAMES:
+                try:
+                    kwargs["master_listen_fd"] = _loopback_listener(port)
+                except OSError:  # the port is taken: let torch report it as it would
+                    pass
+            super().__init__(host_name, port, **kwargs)
+
+    LoopbackTCPStore.__name__ = LoopbackTCPStore.__qualname__ = "TCPStore"
+    return LoopbackTCPStore
+
+
+def _patch_loaded(module):
+    original = getattr(module, "TCPStore", None)
+    if original is None or getattr(original, "_emulator_loopback", False):
+        return
+    patched = _loopback_store_class(original)
+    patched._emulator_loopback = True
+    for name, loaded in list(sys.modules.items()):  # torch.distributed's submodules bound the name already
+        if (name == "torch.distributed" or name.startswith("torch.distributed.")) and getattr(loaded, "TCPStore", None) is original:
+            loaded.TCPStore = patched
+
+
+def bind_rendezvous_to_loopback():
+    class TorchDistributedFinder:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name != "torch.distributed":
+                return None
+            import importlib.machinery
+
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+                return spec
+            exec_module = spec.loader.exec_module
+
+            def exec_and_patch(module):
+                exec_module(module)
+                _patch_loaded(module)
+
+            spec.loader.exec_module = exec_and_patch
+            return spec
+
+    sys.meta_path.insert(0, TorchDistributedFinder())
