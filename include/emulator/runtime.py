@@ -1,6 +1,7 @@
 """sagemaker-runtime InvokeEndpoint: pass a request to one of the endpoint's model servers.
 
-The variant is picked by weight (or X-Amzn-SageMaker-Target-Variant), the instance round robin.
+The variant is picked by weight (or X-Amzn-SageMaker-Target-Variant), the instance round robin among
+the healthy ones; with none healthy the answer is ServiceUnavailable (503) until a replacement is.
 A container's error answer becomes ModelError (424) with OriginalStatusCode, OriginalMessage and
 LogStreamArn, in SageMaker's words; the answer names the variant in
 x-Amzn-Invoked-Production-Variant and passes X-Amzn-SageMaker-Custom-Attributes both ways.
@@ -11,17 +12,18 @@ import json
 import logging
 import uuid
 
-from .errors import ModelError, RuntimeValidationError
+from .errors import ModelError, RuntimeValidationError, ServiceUnavailable
 from .sagemaker.hosting import EndpointStore
-from .serving.fleet import (InvocationTimeout, ModelServerUnavailable, ServerRetired, UnknownVariant,
-                            log_group_name)
+from .serving.fleet import (InvocationTimeout, ModelServerUnavailable, NoHealthyInstance, ServerRetired,
+                            UnknownVariant, log_group_name)
 
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit for real-time endpoints
 MAX_SERVERLESS_PAYLOAD_BYTES = 4 * 1024 * 1024
 INVOCATION_TIMEOUT_S = 60.0  # SageMaker gives a container 60 s to answer
-_ROUTING_ATTEMPTS = 3  # a request that meets a retired instance is routed again, this many times in all
+_ROUTING_ATTEMPTS = 3  # a request that meets a retired or dead instance is routed again, this many times in all
+_EXIT_GRACE_S = 1.0  # a killed server's socket closes just before its process can be reaped
 SERVING_STATUSES = {"InService", "Updating", "SystemUpdating"}  # an update keeps the old fleet serving
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
@@ -76,20 +78,26 @@ def _serving_deployment(ctx, endpoint_name: str):
     return deployment
 
 
-def _route(deployment, endpoint_name: str, target: str | None):
+def _route(ctx, deployment, endpoint_name: str, target: str | None):
     try:
         return deployment.route(target)
     except UnknownVariant:
         raise RuntimeValidationError(
             f'Invalid target variant "{target}" for endpoint {endpoint_name}: '
             f"its variants are {', '.join(deployment.variants)}.") from None
+    except NoHealthyInstance as exc:
+        log.warning("endpoint %s: no healthy instance in variant %s", endpoint_name, exc)
+        raise ServiceUnavailable(
+            f"Endpoint {endpoint_name} of account {ctx.account_id} has no healthy instance to serve the request "
+            f"(production variant {exc}); unhealthy instances are being replaced. Try your call again. "
+            f"{_log_hint(ctx, endpoint_name)}") from None
 
 
 def invoke_endpoint(ctx, endpoint_name: str, request) -> tuple[int, dict, bytes]:
     """Answer one InvokeEndpoint request: (status, headers, body), or raise an AwsError."""
     target = request.headers.get("X-Amzn-SageMaker-Target-Variant")
     deployment = _serving_deployment(ctx, endpoint_name)
-    variant, server = _route(deployment, endpoint_name, target)
+    variant, server = _route(ctx, deployment, endpoint_name, target)
 
     body = request.get_data()
     if deployment.variants[variant].spec.is_serverless:
@@ -104,13 +112,18 @@ def invoke_endpoint(ctx, endpoint_name: str, request) -> tuple[int, dict, bytes]
         try:
             answer_status, answer_headers, answer = server.invoke(body, headers, INVOCATION_TIMEOUT_S)
             break
-        except ServerRetired as exc:
-            # an update retired the instance between routing and sending: the load balancer sends the
-            # request to the fleet that serves now, as SageMaker's does, rather than dropping it
+        except ModelServerUnavailable as exc:
+            # an update retired the instance between routing and sending, or its process died (before or
+            # during the request): the load balancer sends the request to a healthy instance of the fleet
+            # that serves now, as SageMaker's does, rather than dropping it
+            if not isinstance(exc, ServerRetired):
+                if not server.exited(_EXIT_GRACE_S):
+                    raise _unavailable(ctx, endpoint_name, variant, exc) from None
+                deployment.report_dead(server)
             if attempt == _ROUTING_ATTEMPTS:
                 raise _unavailable(ctx, endpoint_name, variant, exc) from None
             deployment = _serving_deployment(ctx, endpoint_name)
-            variant, server = _route(deployment, endpoint_name, target)
+            variant, server = _route(ctx, deployment, endpoint_name, target)
         except InvocationTimeout:
             raise ModelError(
                 'Received server error (0) from primary with message "Your invocation timed out while waiting for a '
@@ -118,8 +131,6 @@ def invoke_endpoint(ctx, endpoint_name: str, request) -> tuple[int, dict, bytes]
                 f'resolve the issue, and try again.". {_log_hint(ctx, endpoint_name)}',
                 LogStreamArn=_log_group_arn(ctx, endpoint_name),
             ) from None
-        except ModelServerUnavailable as exc:
-            raise _unavailable(ctx, endpoint_name, variant, exc) from None
 
     if not 200 <= answer_status < 300:
         raise _model_error(ctx, endpoint_name, answer_status, answer.decode("utf-8", errors="replace"))

@@ -5,7 +5,9 @@ their operations register). An endpoint is Creating until every instance of ever
 ``/ping``, then InService; Failed with the model's own error otherwise. UpdateEndpoint is
 blue/green: the new deployment must pass ``/ping`` before traffic moves, and a failed one leaves the
 old deployment serving, InService with a FailureReason, as SageMaker rolls back. Model servers are
-started and stopped on background threads, so every call answers at once.
+started and stopped on background threads, so every call answers at once. While an endpoint is
+InService its instances are health-checked and a failing one is replaced (``serving.health``);
+DescribeEndpoint's CurrentInstanceCount counts the healthy ones.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ValidationException
 from ..serving.fleet import Deployment, DeploymentCancelled, DeploymentFailed, ModelServerFleet
+from ..serving.health import HealthMonitor
 from ..serving.specs import DEFAULT_STARTUP_TIMEOUT_S, ContainerSpec, VariantSpec
 from .hosting_common import already_exists, as_datetime, could_not_find, list_page, utcnow
 from .hosting_configs import EndpointConfigRecord, EndpointConfigStore
@@ -68,7 +71,7 @@ def _deployed_images(spec: VariantSpec, when: dt.datetime) -> list[dict]:
     return [{"SpecifiedImage": image, "ResolvedImage": image, "ResolutionTime": when}]
 
 
-def variant_summary(spec: VariantSpec, deployed_at: dt.datetime) -> dict:
+def variant_summary(spec: VariantSpec, deployed_at: dt.datetime, healthy_instances: int | None = None) -> dict:
     summary = {
         "VariantName": spec.name,
         "DeployedImages": _deployed_images(spec, deployed_at),
@@ -79,7 +82,7 @@ def variant_summary(spec: VariantSpec, deployed_at: dt.datetime) -> dict:
         summary["CurrentServerlessConfig"] = dict(spec.serverless_config)
         summary["DesiredServerlessConfig"] = dict(spec.serverless_config)
     else:
-        summary["CurrentInstanceCount"] = spec.instance_count
+        summary["CurrentInstanceCount"] = spec.instance_count if healthy_instances is None else healthy_instances
         summary["DesiredInstanceCount"] = spec.instance_count
     return summary
 
@@ -214,6 +217,18 @@ class EndpointStore:
         record.worker = threading.Thread(target=work, name=f"endpoint:{record.name}", daemon=True)
         record.worker.start()
 
+    def _watch(self, record: EndpointRecord, deployment: Deployment) -> None:
+        """Health-check the deployment's instances while it serves; replace failing ones only while
+        the endpoint is InService on it (not while it updates or is deleted)."""
+        def may_replace() -> bool:
+            with record.lock:
+                return record.status == "InService" and record.deployment is deployment and not record.cancel.is_set()
+
+        settings = self.emulator.settings
+        deployment.monitor = HealthMonitor(self.fleet, deployment, may_replace,
+                                           interval_s=settings.health_check_interval_s,
+                                           failure_threshold=settings.health_check_failures).start()
+
     # --- background work -------------------------------------------------------------------------
 
     def start_creating(self, record: EndpointRecord, specs: list[VariantSpec]) -> None:
@@ -239,6 +254,7 @@ class EndpointStore:
         if not created:  # deleted while it came up
             self.fleet.retire(deployment)
         else:
+            self._watch(record, deployment)
             log.info("endpoint %s is InService", record.name)
 
     def start_updating(self, record: EndpointRecord, config_name: str, specs: list[VariantSpec]) -> None:
@@ -270,6 +286,7 @@ class EndpointStore:
         if not switched:
             self.fleet.retire(deployment)
             return
+        self._watch(record, deployment)
         log.info("endpoint %s now serves %s", record.name, config_name)
         if old is not None:
             self.fleet.retire(old, drain_s=60.0)  # requests already on the old fleet finish first
@@ -303,7 +320,9 @@ def describe(record: EndpointRecord) -> dict:
             "LastModifiedTime": record.last_modified_time,
         }
         if record.deployment is not None and record.deployed_at is not None:
-            description["ProductionVariants"] = [variant_summary(spec, record.deployed_at) for spec in record.variants]
+            description["ProductionVariants"] = [
+                variant_summary(spec, record.deployed_at, record.deployment.healthy_count(spec.name))
+                for spec in record.variants]
         if record.failure_reason:
             description["FailureReason"] = record.failure_reason
         if record.pending is not None:

@@ -4,9 +4,11 @@ One ``ModelServerProcess`` per variant instance (``python -m include.emulator.se
 on a free port of 127.0.0.1), its stdout streamed to CloudWatch Logs group
 ``/aws/sagemaker/Endpoints/<endpoint>``, stream ``<variant>/<instance id>`` (the emulator's shared
 ``cloudwatch.LogWriter``). A ``Deployment`` is
-every instance of one endpoint config, and routes requests by variant weight. ``ModelServerFleet``
-(one per emulator, ``emulator.store(ModelServerFleet)``) brings deployments up and down; its
-``shutdown()`` stops every process it started.
+every instance of one endpoint config, and routes requests by variant weight to instances that are
+in service (passed /ping and have not failed a health check since; ``health.HealthMonitor`` checks
+them and replaces those that fail). ``ModelServerFleet`` (one per emulator,
+``emulator.store(ModelServerFleet)``) brings deployments up and down; its ``shutdown()`` stops every
+process it started.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
+from ..child_processes import spawn
 from ..cloudwatch import LogWriter
 from ..faults import NO_FAULTS, FaultTagError, Faults, endpoint_variant_faults
 from ..images import UnsupportedImage, check_inference_image
@@ -36,8 +39,7 @@ from .specs import VariantSpec
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SERVER_MODULE = "include.emulator.serving.model_server"
+SERVER_SCRIPT = Path(__file__).resolve().parent / "run_model_server.py"  # loads model_server without the project
 _MAX_REASON_CHARS = 1024  # FailureReason's limit in the SageMaker API
 _STOP_GRACE_S = 5.0
 
@@ -68,6 +70,10 @@ class ServerRetired(ModelServerUnavailable):
 
 class InvocationTimeout(Exception):
     pass
+
+
+class NoHealthyInstance(Exception):
+    """No instance of the variant (or of any variant) is in service right now."""
 
 
 def health_check_failure(variant: str, error: str) -> str:
@@ -101,6 +107,10 @@ class ModelServerProcess:
         self._inflight = 0
         self._idle = threading.Condition()
         self._stopped = False
+        # takes traffic: passed /ping, and no health check or request has found it dead or failing since
+        self.in_service = False
+        self.out_of_service_reason: str | None = None
+        self._failed_pings = 0
 
     def say(self, message: str) -> None:
         """A line of our own (download, start, stop) into the instance's log stream."""
@@ -125,23 +135,16 @@ class ModelServerProcess:
         for stale in (self.port_file, self.failure_file):
             stale.unlink(missing_ok=True)
         command = [
-            self._python, "-m", SERVER_MODULE,
+            self._python, "-P", str(SERVER_SCRIPT),  # -P: not this folder, nor the project, on sys.path
             "--model-dir", str(self.model_dir),
             "--host", "127.0.0.1",
             "--port-file", str(self.port_file),
             "--failure-file", str(self.failure_file),
-            "--parent-pid", str(os.getpid()),
         ]
         self.say(f"Starting model server for {self.variant.model_name} ({self.variant.container.image})")
-        self._process = subprocess.Popen(
-            command,
-            cwd=self.instance_dir,
-            env=self._environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stop() takes any children with it
-        )
+        # its own session (stop() takes any children with it) under a watch that ends it when the
+        # emulator dies, however it dies (see include.emulator.child_processes)
+        self._process = spawn(command, cwd=self.instance_dir, env=self._environment, python=self._python)
         self._pump = threading.Thread(target=self._pump_output, name=f"pump:{self.log_stream}", daemon=True)
         self._pump.start()
 
@@ -190,11 +193,43 @@ class ModelServerProcess:
                 raise DeploymentFailed(health_check_failure(self.variant.name, self.exit_reason()))
             if self._ping():
                 self.say(f"Passed the ping health check on 127.0.0.1:{self._port}")
+                self.in_service = True
                 return
             if time.monotonic() > deadline:
                 raise DeploymentFailed(health_check_failure(
                     self.variant.name, f"no answer to /ping within {timeout_s:g} seconds"))
             time.sleep(0.1)
+
+    def health_check(self, failure_threshold: int) -> str | None:
+        """None while healthy; else why not: the process exited, or ``failure_threshold`` pings in a row failed."""
+        if not self.running():
+            return self._unavailable_reason()
+        if self._ping():
+            self._failed_pings = 0
+            return None
+        self._failed_pings += 1
+        if self._failed_pings >= failure_threshold:
+            return f"{self._failed_pings} consecutive /ping health checks failed"
+        return None
+
+    def exited(self, within_s: float = 0.0) -> bool:
+        """Whether the process has exited (waiting up to ``within_s``: a killed one closes its socket first)."""
+        if self._process is None:
+            return False
+        try:
+            self._process.wait(timeout=within_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def take_out_of_service(self, reason: str) -> None:
+        """No more traffic for this instance; the health monitor replaces it."""
+        with self._idle:
+            if not self.in_service:
+                return
+            self.in_service = False
+            self.out_of_service_reason = reason
+        self.say(f"Instance {self.instance_id} failed its health check and takes no more traffic: {reason}")
 
     def invoke(self, body: bytes, headers: dict[str, str], timeout_s: float) -> tuple[int, dict[str, str], bytes]:
         """POST /invocations; raises InvocationTimeout or ModelServerUnavailable."""
@@ -252,9 +287,15 @@ class VariantServers:
     servers: list[ModelServerProcess]
     _turn: itertools.count = field(default_factory=itertools.count)
 
+    def healthy(self) -> list[ModelServerProcess]:
+        return [server for server in self.servers if server.in_service]
+
     def next_server(self) -> ModelServerProcess:
-        # round robin over the variant's instances
-        return self.servers[next(self._turn) % len(self.servers)]
+        # round robin over the variant's instances that are in service
+        healthy = self.healthy()
+        if not healthy:
+            raise NoHealthyInstance(self.spec.name)
+        return healthy[next(self._turn) % len(healthy)]
 
 
 class UnknownVariant(KeyError):
@@ -264,25 +305,49 @@ class UnknownVariant(KeyError):
 class Deployment:
     """Every instance of one endpoint config; routes a request to a variant and an instance."""
 
-    def __init__(self, endpoint_name: str, variants: list[VariantServers], base_dir: Path):
+    def __init__(self, endpoint_name: str, variants: list[VariantServers], base_dir: Path,
+                 new_server: Callable[[VariantSpec], ModelServerProcess] | None = None, s3_client=None):
         self.endpoint_name = endpoint_name
         self.base_dir = base_dir
         self.variants = {variant.spec.name: variant for variant in variants}
+        self.new_server = new_server  # another instance of a variant, as deploy() made the first ones
+        self.s3_client = s3_client
+        self.monitor = None  # a health.HealthMonitor while an endpoint serves from this deployment
 
     def processes(self) -> list[ModelServerProcess]:
         return [server for variant in self.variants.values() for server in variant.servers]
 
+    def healthy_count(self, variant_name: str) -> int:
+        return len(self.variants[variant_name].healthy())
+
     def route(self, target_variant: str | None = None) -> tuple[str, ModelServerProcess]:
+        """A variant (by weight, or the target) and one of its healthy instances; raises NoHealthyInstance."""
         if target_variant:
             if target_variant not in self.variants:
                 raise UnknownVariant(target_variant)
             return target_variant, self.variants[target_variant].next_server()
-        names = list(self.variants)
-        weights = [max(self.variants[name].spec.weight, 0.0) for name in names]
+        all_weights_zero = sum(max(variant.spec.weight, 0.0) for variant in self.variants.values()) <= 0
+        names = [name for name, variant in self.variants.items() if variant.healthy()]
+        weights = [1.0 if all_weights_zero else max(self.variants[name].spec.weight, 0.0) for name in names]
         if sum(weights) <= 0:
-            weights = [1.0] * len(names)
+            raise NoHealthyInstance(", ".join(self.variants))
         name = random.choices(names, weights=weights)[0]
         return name, self.variants[name].next_server()
+
+    def report_dead(self, server: ModelServerProcess) -> None:
+        """A request found the instance's process gone: no more traffic to it, and replace it soon."""
+        server.take_out_of_service(server._unavailable_reason())
+        if self.monitor is not None:
+            self.monitor.wake()
+
+    def swap(self, old: ModelServerProcess, new: ModelServerProcess) -> bool:
+        """Put ``new`` where ``old`` was in its variant; False if ``old`` is no longer there."""
+        servers = self.variants[old.variant.name].servers
+        try:
+            servers[servers.index(old)] = new
+        except ValueError:
+            return False
+        return True
 
 
 class ModelServerFleet:
@@ -313,7 +378,6 @@ class ModelServerFleet:
         env.update({key: str(value) for key, value in variant.container.environment.items()})
         env["SAGEMAKER_BASE_DIR"] = str(instance_dir)  # so sagemaker_inference's model_dir is ours
         env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         return faults.server_environment(env)  # only the faults a tag asked for (see include.emulator.faults)
 
     def deploy(self, region: str, endpoint_name: str, variants: list[VariantSpec], cancel: threading.Event,
@@ -346,6 +410,18 @@ class ModelServerFleet:
         def log_writer(stream: str) -> LogWriter:
             return LogWriter(self.emulator, log_group, stream, region=region)
 
+        def new_server(server_variant: VariantSpec) -> ModelServerProcess:
+            # one instance of a variant; the health monitor makes replacements the same way
+            variant_faults = faults.get(server_variant.name, NO_FAULTS)
+            instance_dir = self._instance_dir(base_dir, server_variant.name)
+            server = ModelServerProcess(
+                endpoint_name=endpoint_name, variant=server_variant, instance_dir=instance_dir,
+                python=self.emulator.settings.python,
+                environment=self._environment(region, server_variant, instance_dir, variant_faults), log_writer=log_writer)
+            if variant_faults:
+                server.say(f"Fault injection ({variant_faults}) switched on by the emulator:fault tag")
+            return server
+
         groups: list[VariantServers] = []
         for variant in variants:
             count = 1 if variant.is_serverless else variant.instance_count
@@ -353,17 +429,8 @@ class ModelServerFleet:
             # a failing health check gives up early, so a test need not wait the whole startup timeout
             server_variant = dataclasses.replace(
                 variant, startup_timeout_s=variant_faults.startup_timeout(variant.startup_timeout_s))
-            servers = []
-            for _ in range(count):
-                instance_dir = self._instance_dir(base_dir, variant.name)
-                servers.append(ModelServerProcess(
-                    endpoint_name=endpoint_name, variant=server_variant, instance_dir=instance_dir,
-                    python=self.emulator.settings.python,
-                    environment=self._environment(region, variant, instance_dir, variant_faults), log_writer=log_writer))
-                if variant_faults:
-                    servers[-1].say(f"Fault injection ({variant_faults}) switched on by the emulator:fault tag")
-            groups.append(VariantServers(variant, servers))
-        deployment = Deployment(endpoint_name, groups, base_dir)
+            groups.append(VariantServers(variant, [new_server(server_variant) for _ in range(count)]))
+        deployment = Deployment(endpoint_name, groups, base_dir, new_server=new_server, s3_client=s3_client)
 
         failed = threading.Event()
         errors: list[DeploymentFailed] = []
@@ -420,13 +487,38 @@ class ModelServerFleet:
         finally:
             slots.release()
 
+    def replace_instance(self, deployment: Deployment, old: ModelServerProcess,
+                         should_stop: Callable[[], bool]) -> ModelServerProcess:
+        """A new instance of ``old``'s variant, started and past /ping (not yet in the routing).
+
+        Raises DeploymentFailed or DeploymentCancelled, leaving nothing running.
+        """
+        new = deployment.new_server(old.variant)
+        new.say(f"Starting as the replacement of instance {old.instance_id} ({old.out_of_service_reason})")
+        try:
+            self._bring_up(new, deployment.s3_client, lambda: should_stop() or self._closed)
+        except BaseException:
+            self.discard(new)
+            raise
+        return new
+
+    def discard(self, server: ModelServerProcess, drain_s: float = 0.0) -> None:
+        """Stop one instance and remove its folder."""
+        server.stop(drain_s)
+        with self._lock:
+            self._processes.discard(server)
+        shutil.rmtree(server.instance_dir, ignore_errors=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def retire(self, deployment: Deployment, drain_s: float = 0.0) -> None:
         """Stop every instance of a deployment (after draining in-flight requests) and clean up."""
+        if deployment.monitor is not None:
+            deployment.monitor.stop()  # first: no replacement may start while its fleet goes
         for server in deployment.processes():
-            server.stop(drain_s)
-            with self._lock:
-                self._processes.discard(server)
-            shutil.rmtree(server.instance_dir, ignore_errors=True)
+            self.discard(server, drain_s)
         try:
             deployment.base_dir.rmdir()  # only when no other deployment lives there
         except OSError:
@@ -447,3 +539,8 @@ class ModelServerFleet:
                 server.stop()
             except Exception:  # keep stopping the others
                 log.exception("stopping %s failed", server.log_stream)
+            shutil.rmtree(server.instance_dir, ignore_errors=True)  # as when an instance is retired
+            try:
+                server.instance_dir.parent.rmdir()  # the endpoint's folder, once its last instance is gone
+            except OSError:
+                pass
