@@ -11,6 +11,8 @@ still waited for, so it is left running.
 """
 from __future__ import annotations
 
+import asyncio
+
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 
 # by SageMakerTrigger's job_type: the SageMaker API's describe and stop operations for that kind of job
@@ -28,10 +30,23 @@ def stop_operation(job_type: str) -> str:
     return JOB_OPERATIONS[job_type.lower()][1]
 
 
+# Strong references to the stops under way (the event loop keeps only weak ones to its tasks)
+_STOPPING: set[asyncio.Task] = set()
+
+
 class SageMakerJobTrigger(SageMakerTrigger):
     """SageMakerTrigger that stops its job when the deferred task is killed, as on_kill does on a worker."""
 
     async def on_kill(self) -> None:
+        # Airflow 3.3's triggerer cancels a cancelled trigger again at each of its syncs until the trigger
+        # ends, and that cancels on_kill itself, mid-call, within a second or so (seen in a real triggerer:
+        # the job went on running). The stop runs as a task of its own, which those cancellations cannot reach.
+        stop = asyncio.ensure_future(self.stop_job_unless_still_deferred())
+        _STOPPING.add(stop)
+        stop.add_done_callback(_STOPPING.discard)
+        await asyncio.shield(stop)
+
+    async def stop_job_unless_still_deferred(self) -> None:
         if await self.task_still_deferred():
             self.log.info("Task still deferred (the trigger moved to another triggerer): %s job %s keeps running.",
                           self.job_type, self.job_name)

@@ -128,6 +128,7 @@ class ExecutionApiStub:
     def send(self, msg):
         assert isinstance(msg, GetTaskStates), f"the trigger asked the supervisor for {msg!r}"
         self.asked.append(msg)
+        time.sleep(0.2)  # a round trip to the api-server, during which the triggerer may cancel again
         return TaskStatesResult(task_states={TEST_RUN_ID: {msg.task_ids[0]: self.state}})
 
 
@@ -150,6 +151,18 @@ async def _user_action(runner: TriggerRunner) -> None:
     await runner.cancel_triggers()
 
 
+async def _user_action_resent(runner: TriggerRunner) -> None:
+    """As Airflow 3.3's triggerer really does it: the cancellation is sent again at each sync until the
+    trigger ends, and each one lands in on_kill if it is still running."""
+    task = runner.triggers[TRIGGER_ID]["task"]
+    for _ in range(100):
+        runner.to_cancel.append(TRIGGER_ID)
+        await runner.cancel_triggers()
+        await asyncio.sleep(0.02)
+        if task.done():
+            return
+
+
 async def _shutdown(runner: TriggerRunner) -> None:
     """How a stopping triggerer's event loop cancels what still runs: without a message."""
     runner.triggers[TRIGGER_ID]["task"].cancel()
@@ -166,6 +179,8 @@ def _defer_then(trigger, cancel) -> None:
         await cancel(runner)
         with pytest.raises(asyncio.CancelledError):
             await task
+        # the triggerer's event loop lives on after a trigger ends: let what the trigger left running finish
+        await asyncio.gather(*(t for t in asyncio.all_tasks() if t is not asyncio.current_task()))
 
     asyncio.run(scenario())
 
@@ -196,7 +211,7 @@ def test_a_deferred_training_job_outlives_a_triggerer_restart_and_handoff_but_no
     # a user marks the deferred task failed
     marked_failed = ExecutionApiStub("failed")
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", marked_failed)
-    _defer_then(_as_the_triggerer_loads_it(deferred.value, "train"), _user_action)
+    _defer_then(_as_the_triggerer_loads_it(deferred.value, "train"), _user_action_resent)
     assert len(marked_failed.asked) == 1
     assert wait_until_done(sagemaker_client, name, timeout=60)["TrainingJobStatus"] == "Stopped"
 
@@ -217,7 +232,7 @@ def test_marking_the_run_failed_while_tuning_is_deferred_stops_the_tuning_job_an
     assert deferred.value.timeout == timeout, "the provider sets no deferral timeout for tuning; ours is execution_timeout"
 
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", ExecutionApiStub("failed"), raising=False)
-    _defer_then(_as_the_triggerer_loads_it(deferred.value, "tune"), _user_action)
+    _defer_then(_as_the_triggerer_loads_it(deferred.value, "tune"), _user_action_resent)
 
     assert wait_for_tuning(sagemaker_client, name, timeout=90)["HyperParameterTuningJobStatus"] == "Stopped"
     assert {child["TrainingJobStatus"] for child in children(sagemaker_client, name)} <= {"Stopped"}
