@@ -80,15 +80,6 @@ def migrate_db(env: dict) -> None:
         raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
 
 
-def dags_test(dag_id: str, env: dict, *, conf: dict | None = None, timeout: float = 1800):
-    """`airflow dags test <dag_id>`: one task at a time in one process. Faster to start than LocalAirflow,
-    and blind to races between parallel tasks; keep it for quick checks of a single path."""
-    args = [_airflow_cli(), "dags", "test", dag_id]
-    if conf:
-        args += ["--conf", json.dumps(conf)]
-    return subprocess.run(args, env=env, cwd=ROOT, timeout=timeout, text=True, capture_output=True)
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -328,8 +319,7 @@ class LocalAirflow:
         for number in tries:
             payload = self.api("GET", f"dags/{run.dag_id}/dagRuns/{_quote(run.run_id)}/taskInstances/{task_id}"
                                       f"/logs/{number}", query={"full_content": "true"})
-            for entry in payload.get("content") or []:
-                lines.append(entry.get("event", "") if isinstance(entry, dict) else str(entry))
+            lines += [log_line(entry) for entry in payload.get("content") or []]
         return "\n".join(lines)
 
     def xcom(self, run: DagRun, task_id: str, key: str = "return_value"):
@@ -342,6 +332,18 @@ class LocalAirflow:
                 return None
             raise
         return _decoded(entry["value"])
+
+
+def log_line(entry) -> str:
+    """One structured log entry as the UI shows it: its event, then the exception it carries, if any
+    (a failed task's message lives there, not in the event "Task failed with exception")."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    text = entry.get("event", "")
+    for error in entry.get("error_detail") or []:
+        if isinstance(error, dict):
+            text += f"\n{error.get('exc_type', 'Exception')}: {error.get('exc_value', '')}"
+    return text
 
 
 def _decoded(value):
