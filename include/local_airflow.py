@@ -46,8 +46,10 @@ def airflow_environment(airflow_home: Path, endpoint_url: str, region: str = "us
     the caller's shell."""
     connection = {
         "conn_type": "aws",
-        "login": "emulator",  # the local SageMaker accepts any credentials; never real ones
-        "password": "emulator",
+        # the local SageMaker accepts any credentials; never real ones. Airflow masks the password
+        # wherever it appears in a task log, so it must be a word no path or message contains
+        "login": "local",
+        "password": "local-only-not-a-secret",
         "extra": {"region_name": region, "endpoint_url": endpoint_url},
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW_CONN_", "AIRFLOW__"))}
