@@ -4,11 +4,14 @@
   The emulator's watch (``include/emulator/child_watch.py``) ends the job's session when the
   emulator dies, but torchrun starts each worker in a session of its own; this reaches them, and
   any other Python process that left the job's session.
+- ``unpack_toolkit_archives_safely``: the toolkit's tar extraction goes through the emulator's
+  archives.py, which no symlink chain defeats.
 - ``bind_rendezvous_to_loopback``: torch's TCPStore server (torchrun's rendezvous on algo-1, and
   ``init_process_group``'s env:// store) listens on every interface; on SageMaker the instances'
   network is private, here it would be this machine's. A store that serves a loopback address is
   handed a socket bound to 127.0.0.1 instead (``master_listen_fd``).
 """
+import os
 import socket
 import sys
 
@@ -66,11 +69,12 @@ def _patch_loaded(module):
             loaded.TCPStore = patched
 
 
-def bind_rendezvous_to_loopback():
-    class TorchDistributedFinder:
+def patch_after_import(module_name, patch):
+    """Call patch(module) in this process right after `module_name` is first imported."""
+    class PatchingFinder:
         @staticmethod
         def find_spec(name, path=None, target=None):
-            if name != "torch.distributed":
+            if name != module_name:
                 return None
             import importlib.machinery
 
@@ -81,9 +85,33 @@ def bind_rendezvous_to_loopback():
 
             def exec_and_patch(module):
                 exec_module(module)
-                _patch_loaded(module)
+                patch(module)
 
             spec.loader.exec_module = exec_and_patch
             return spec
 
-    sys.meta_path.insert(0, TorchDistributedFinder())
+    sys.meta_path.insert(0, PatchingFinder())
+
+
+def bind_rendezvous_to_loopback():
+    patch_after_import("torch.distributed", _patch_loaded)
+
+
+def unpack_toolkit_archives_safely():
+    """The toolkit's own tar extraction (sagemaker_training.files) trusts realpath, which a symlink
+    chain longer than PATH_MAX defeats (CVE-2025-4517): once that module loads, it unpacks with the
+    emulator's archives.py instead. The runner stages sourcedir.tar.gz itself; this covers the rest."""
+    archives_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "archives.py")
+
+    def safe_extractall(tar, path):
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("_emulator_archives", archives_py)
+        archives = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(archives)
+        archives.extract_members(tar, path)
+
+    def patch(files_module):
+        files_module._safe_extractall = safe_extractall
+
+    patch_after_import("sagemaker_training.files", patch)

@@ -101,43 +101,6 @@ def _record_uncaught_exceptions(directory):
     sys.excepthook = record
 
 
-def _unpack_toolkit_archives_safely():
-    """The toolkit's own tar extraction (sagemaker_training.files) trusts realpath, which a symlink
-    chain longer than PATH_MAX defeats (CVE-2025-4517): once that module loads, it unpacks with the
-    emulator's archives.py instead. The runner stages sourcedir.tar.gz itself; this covers the rest."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    archives_py = os.path.join(here, os.pardir, os.pardir, "archives.py")
-
-    def safe_extractall(tar, path):
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("_emulator_archives", archives_py)
-        archives = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(archives)
-        archives.extract_members(tar, path)
-
-    class ToolkitFilesFinder:
-        @staticmethod
-        def find_spec(name, path=None, target=None):
-            if name != "sagemaker_training.files":
-                return None
-            import importlib.machinery
-
-            spec = importlib.machinery.PathFinder.find_spec(name, path)
-            if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-                return spec
-            exec_module = spec.loader.exec_module
-
-            def exec_and_patch(module):
-                exec_module(module)
-                module._safe_extractall = safe_extractall
-
-            spec.loader.exec_module = exec_and_patch
-            return spec
-
-    sys.meta_path.insert(0, ToolkitFilesFinder())
-
-
 def _run_next_sitecustomize():
     import importlib.machinery
     import importlib.util
@@ -156,13 +119,13 @@ if _HOSTS:
     _patch_name_resolution()
     _rewrite_environment()
     sys.argv[:] = _rewrite_arguments(sys.argv)
-    _unpack_toolkit_archives_safely()
-if _HOSTS and __name__ == "sitecustomize":  # a job's process: it dies with its parent, its rendezvous serves loopback
+if _HOSTS and __name__ == "sitecustomize":  # a job's process: dies with its parent, unpacks safely, rendezvous on loopback
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
         import _emulator_job_process
     finally:
         del sys.path[0]
     _emulator_job_process.die_with_parent()
+    _emulator_job_process.unpack_toolkit_archives_safely()
     _emulator_job_process.bind_rendezvous_to_loopback()
 _run_next_sitecustomize()
