@@ -28,7 +28,9 @@ def test_pipeline_streams_trains_gates_registers_and_batch_decodes(airflow, sage
     run = airflow.run(DAG_ID, timeout=900)
     assert run.succeeded, run.report()
     states = run.states
-    for task_id in ("upload_data", "train", "evaluate", "model_version", "register_model", "batch_decode", "check_decode"):
+    # register_model is mapped (expand_kwargs over one version): its one instance is register_model[0]
+    for task_id in ("upload_data", "train", "evaluate", "model_version", "register_model[0]", "batch_decode",
+                    "check_decode"):
         assert states.get(task_id) == "success", f"{task_id}: {states.get(task_id)} (all: {states})"
 
     # training: streamed (no channel downloaded), and it learnt
@@ -67,7 +69,8 @@ def test_pipeline_streams_trains_gates_registers_and_batch_decodes(airflow, sage
     assert all(t["session"] == HELD_OUT and t["diphone_ids"] and len(t["phonemes"]) == len(t["diphone_ids"]) for t in trials)
     der = sum(t["edit_distance"] for t in trials) / sum(t["label_length"] for t in trials)
     assert der < 0.6, trials[:2]  # real decoding of trials the model never saw
-    assert "Batch decode" in run.logs() and f"DER {der:.4f}" in run.logs()
+    logs = run.logs()
+    assert "Batch decode" in logs and f"DER {der:.4f}" in logs
 
     # no endpoint: this workload serves in batch only
     assert [e for e in sagemaker_client.list_endpoints()["Endpoints"] if "brain-to-text" in e["EndpointName"]] == []

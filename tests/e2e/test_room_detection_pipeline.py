@@ -50,7 +50,7 @@ def test_every_task_succeeds(run):
 
 
 def test_the_data_sync_reports_counts_per_split(run):
-    assert "per split: train: 64 images, 64 labels; val: 16 images, 16 labels; test: 8 images, 8 labels" in run.logs()
+    assert "per split: train: 64 images, 64 labels; val: 16 images, 16 labels; test: 8 images, 8 labels" in run.log("upload_data")
 
 
 def test_yolo_really_trained_and_cleared_the_gate(run, sagemaker_client, s3_client):
