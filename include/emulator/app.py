@@ -37,6 +37,11 @@ class Settings:
     # failed pings in a row it is replaced (include.emulator.serving.health)
     health_check_interval_s: float = float(os.environ.get("EMULATOR_HEALTH_CHECK_INTERVAL_SECONDS", "5"))
     health_check_failures: int = int(os.environ.get("EMULATOR_HEALTH_CHECK_FAILURES", "3"))
+    # how often the AWS/SageMaker endpoint metrics are published (one StatisticSet per period,
+    # include.emulator.endpoint_metrics), and how often the alarm evaluator looks for alarms whose period
+    # has ended (each alarm is evaluated once per its Period, include.emulator.alarms)
+    metrics_period_s: float = float(os.environ.get("EMULATOR_METRICS_PERIOD_SECONDS", "10"))
+    alarm_evaluation_interval_s: float = float(os.environ.get("EMULATOR_ALARM_EVALUATION_INTERVAL_SECONDS", "1"))
     # the interpreter that stands in for SageMaker's framework containers
     python: str = sys.executable
 

@@ -205,12 +205,22 @@ class EmulatorServer:
         return self.emulator.endpoint_url
 
     def start(self) -> "EmulatorServer":
+        self._start_monitoring()
         self._thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
+        self._start_monitoring()
         self._server.serve_forever()
+
+    def _start_monitoring(self) -> None:
+        """The endpoint metrics publisher and the alarm evaluator run while the server does (shutdown stops them)."""
+        from .alarms import AlarmEvaluator
+        from .endpoint_metrics import EndpointMetrics
+
+        self.emulator.store(EndpointMetrics)
+        self.emulator.store(AlarmEvaluator)
 
     def stop(self) -> None:
         self.emulator.shutdown()

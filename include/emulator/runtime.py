@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 
+from .endpoint_metrics import record_invocation
 from .errors import ModelError, RuntimeValidationError, ServiceUnavailable
 from .sagemaker.hosting import EndpointStore
 from .serving.fleet import (InvocationTimeout, ModelServerUnavailable, NoHealthyInstance, ServerRetired,
@@ -24,7 +26,8 @@ MAX_SERVERLESS_PAYLOAD_BYTES = 4 * 1024 * 1024
 INVOCATION_TIMEOUT_S = 60.0  # SageMaker gives a container 60 s to answer
 _ROUTING_ATTEMPTS = 3  # a request that meets a retired or dead instance is routed again, this many times in all
 _EXIT_GRACE_S = 1.0  # a killed server's socket closes just before its process can be reaped
-SERVING_STATUSES = {"InService", "Updating", "SystemUpdating"}  # an update keeps the old fleet serving
+# an update keeps the old fleet serving, and so do its rollback and a rollback that failed half way
+SERVING_STATUSES = {"InService", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"}
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 _FORWARDED_HEADERS = ("Content-Type", "Accept", CUSTOM_ATTRIBUTES, "X-Amzn-SageMaker-Inference-Id")
@@ -70,7 +73,10 @@ def _serving_deployment(ctx, endpoint_name: str):
     if record is None:
         raise RuntimeValidationError(f"Endpoint {endpoint_name} of account {ctx.account_id} not found.")
     with record.lock:
-        status, deployment = record.status, record.deployment
+        status = record.status
+    # while an update shifts traffic, the old fleet or the new one, by the new one's share (each call picks again,
+    # so a request routed again after meeting a retired instance follows the traffic where it went)
+    deployment = record.serving_deployment()
     if deployment is None or status not in SERVING_STATUSES:
         raise RuntimeValidationError(
             f"Endpoint {endpoint_name} of account {ctx.account_id} is not in service: its status is {status}. "
@@ -95,6 +101,7 @@ def _route(ctx, deployment, endpoint_name: str, target: str | None):
 
 def invoke_endpoint(ctx, endpoint_name: str, request) -> tuple[int, dict, bytes]:
     """Answer one InvokeEndpoint request: (status, headers, body), or raise an AwsError."""
+    started = time.monotonic()
     target = request.headers.get("X-Amzn-SageMaker-Target-Variant")
     deployment = _serving_deployment(ctx, endpoint_name)
     variant, server = _route(ctx, deployment, endpoint_name, target)
@@ -110,6 +117,7 @@ def invoke_endpoint(ctx, endpoint_name: str, request) -> tuple[int, dict, bytes]
     headers = {name: request.headers[name] for name in _FORWARDED_HEADERS if request.headers.get(name)}
     for attempt in range(1, _ROUTING_ATTEMPTS + 1):
         try:
+            model_started = time.monotonic()
             answer_status, answer_headers, answer = server.invoke(body, headers, INVOCATION_TIMEOUT_S)
             break
         except ModelServerUnavailable as exc:
@@ -125,6 +133,7 @@ def invoke_endpoint(ctx, endpoint_name: str, request) -> tuple[int, dict, bytes]
             deployment = _serving_deployment(ctx, endpoint_name)
             variant, server = _route(ctx, deployment, endpoint_name, target)
         except InvocationTimeout:
+            record_invocation(ctx, endpoint_name, deployment, variant, None, started, model_started)
             raise ModelError(
                 'Received server error (0) from primary with message "Your invocation timed out while waiting for a '
                 "response from container primary. Review the latency metrics for each container in Amazon CloudWatch, "
@@ -132,6 +141,7 @@ def invoke_endpoint(ctx, endpoint_name: str, request) -> tuple[int, dict, bytes]
                 LogStreamArn=_log_group_arn(ctx, endpoint_name),
             ) from None
 
+    record_invocation(ctx, endpoint_name, deployment, variant, answer_status, started, model_started)
     if not 200 <= answer_status < 300:
         raise _model_error(ctx, endpoint_name, answer_status, answer.decode("utf-8", errors="replace"))
 
