@@ -4,8 +4,11 @@ Models and endpoint configs live in ``hosting_models`` and ``hosting_configs`` (
 their operations register). An endpoint is Creating until every instance of every variant passes
 ``/ping``, then InService; Failed with the model's own error otherwise. UpdateEndpoint is
 blue/green: the new deployment must pass ``/ping`` before traffic moves, and a failed one leaves the
-old deployment serving, InService with a FailureReason, as SageMaker rolls back. Model servers are
-started and stopped on background threads, so every call answers at once. While an endpoint is
+old deployment serving, InService with a FailureReason, as SageMaker rolls back. UpdateEndpoint's
+DeploymentConfig (canary, linear, rolling, alarms that roll back) is checked in ``deployment_policy``
+and carried out by ``deployments``; while both fleets serve, ``EndpointRecord.serving_deployment``
+splits requests between them. Model servers are started and stopped on background threads, so every
+call answers at once. While an endpoint is
 InService its instances are health-checked and a failing one is replaced (``serving.health``);
 DescribeEndpoint's CurrentInstanceCount counts the healthy ones.
 """
@@ -15,6 +18,7 @@ import copy
 import dataclasses
 import datetime as dt
 import logging
+import random
 import threading
 from dataclasses import dataclass, field
 
@@ -22,6 +26,8 @@ from ..errors import ValidationException
 from ..serving.fleet import Deployment, DeploymentCancelled, DeploymentFailed, ModelServerFleet
 from ..serving.health import HealthMonitor
 from ..serving.specs import DEFAULT_STARTUP_TIMEOUT_S, ContainerSpec, VariantSpec
+from .deployment_policy import DeploymentPlan, plan_deployment
+from .deployments import run_update
 from .hosting_common import already_exists, as_datetime, could_not_find, list_page, utcnow
 from .hosting_configs import EndpointConfigRecord, EndpointConfigStore
 from .hosting_models import ModelStore
@@ -39,6 +45,12 @@ class PendingUpdate:
     config_name: str
     variants: list[VariantSpec]
     start_time: dt.datetime
+    status: str = "Creating"  # the new variants' stage: Creating, Updating, ActivatingTraffic, Baking
+    status_time: dt.datetime | None = None
+    status_message: str | None = None
+
+    def enter(self, status: str, message: str | None = None) -> None:
+        self.status, self.status_time, self.status_message = status, utcnow(), message
 
 
 @dataclass
@@ -51,7 +63,9 @@ class EndpointRecord:
     status: str = "Creating"
     last_modified_time: dt.datetime = field(default_factory=utcnow)
     failure_reason: str | None = None
-    deployment: Deployment | None = None  # what serves traffic now
+    deployment: Deployment | None = None  # what serves traffic now (the old fleet, while an update shifts it)
+    green: Deployment | None = None  # the new fleet, while an update shifts traffic to it
+    green_share: float | None = 0.0  # its share of requests; None: by healthy instances (a rolling update)
     variants: list[VariantSpec] = field(default_factory=list)  # of that deployment
     deployed_at: dt.datetime | None = None
     pending: PendingUpdate | None = None
@@ -64,6 +78,28 @@ class EndpointRecord:
         self.status = status
         self.last_modified_time = utcnow()
 
+    def traffic_share(self) -> float:
+        """The share of requests the new fleet takes now (0 with no update shifting traffic)."""
+        with self.lock:
+            blue, green, share = self.deployment, self.green, self.green_share
+        if green is None:
+            return 0.0
+        if blue is None:
+            return 1.0
+        if share is None:  # a rolling update: every healthy instance, old or new, takes its turn
+            new = sum(green.healthy_count(name) for name in green.variants)
+            old = sum(blue.healthy_count(name) for name in blue.variants)
+            return new / (new + old) if new + old else 0.0
+        return share
+
+    def serving_deployment(self) -> Deployment | None:
+        """The fleet that takes the next request: the new one for its share of traffic, else the old one."""
+        with self.lock:
+            blue, green = self.deployment, self.green
+        if green is not None and (blue is None or random.random() < self.traffic_share()):
+            return green
+        return blue
+
 
 def _deployed_images(spec: VariantSpec, when: dt.datetime) -> list[dict]:
     # no registry resolves a digest here: the image ran as named
@@ -71,11 +107,12 @@ def _deployed_images(spec: VariantSpec, when: dt.datetime) -> list[dict]:
     return [{"SpecifiedImage": image, "ResolvedImage": image, "ResolutionTime": when}]
 
 
-def variant_summary(spec: VariantSpec, deployed_at: dt.datetime, healthy_instances: int | None = None) -> dict:
+def variant_summary(spec: VariantSpec, deployed_at: dt.datetime, healthy_instances: int | None = None,
+                    traffic: float = 1.0) -> dict:
     summary = {
         "VariantName": spec.name,
         "DeployedImages": _deployed_images(spec, deployed_at),
-        "CurrentWeight": spec.weight,
+        "CurrentWeight": spec.weight * traffic,
         "DesiredWeight": spec.weight,
     }
     if spec.is_serverless:
@@ -87,12 +124,18 @@ def variant_summary(spec: VariantSpec, deployed_at: dt.datetime, healthy_instanc
     return summary
 
 
-def pending_variant_summary(spec: VariantSpec, started: dt.datetime) -> dict:
-    summary = {
-        "VariantName": spec.name,
-        "DesiredWeight": spec.weight,
-        "VariantStatus": [{"Status": "Creating", "StartTime": started}],
-    }
+def pending_variant_summary(spec: VariantSpec, pending: PendingUpdate, green: Deployment | None = None,
+                            traffic: float = 0.0) -> dict:
+    status = {"Status": pending.status, "StartTime": pending.status_time or pending.start_time}
+    if pending.status_message:
+        status["StatusMessage"] = pending.status_message
+    summary = {"VariantName": spec.name, "DesiredWeight": spec.weight, "VariantStatus": [status]}
+    if green is not None and spec.name in green.variants:  # the new fleet is up: what it serves so far
+        summary.update(DeployedImages=_deployed_images(spec, pending.start_time), CurrentWeight=spec.weight * traffic)
+        if spec.is_serverless:
+            summary["CurrentServerlessConfig"] = dict(spec.serverless_config)
+        else:
+            summary["CurrentInstanceCount"] = green.healthy_count(spec.name)
     if spec.is_serverless:
         summary["DesiredServerlessConfig"] = dict(spec.serverless_config)
     else:
@@ -209,15 +252,18 @@ class EndpointStore:
             except Exception as exc:  # a bug of ours must not leave the endpoint Creating forever
                 log.exception("background work on endpoint %s failed", record.name)
                 with record.lock:
-                    if record.status in ("Creating", "Updating"):
+                    green, record.green = record.green, None
+                    if record.status in ("Creating", "Updating", "RollingBack"):
                         record.failure_reason = f"Internal error of the local SageMaker: {exc}"
                         record.pending = None
                         record.touch("Failed" if record.deployment is None else "InService")
+                if green is not None:
+                    self.fleet.retire(green)
 
         record.worker = threading.Thread(target=work, name=f"endpoint:{record.name}", daemon=True)
         record.worker.start()
 
-    def _watch(self, record: EndpointRecord, deployment: Deployment) -> None:
+    def watch(self, record: EndpointRecord, deployment: Deployment) -> None:
         """Health-check the deployment's instances while it serves; replace failing ones only while
         the endpoint is InService on it (not while it updates or is deleted)."""
         def may_replace() -> bool:
@@ -254,42 +300,12 @@ class EndpointStore:
         if not created:  # deleted while it came up
             self.fleet.retire(deployment)
         else:
-            self._watch(record, deployment)
+            self.watch(record, deployment)
             log.info("endpoint %s is InService", record.name)
 
-    def start_updating(self, record: EndpointRecord, config_name: str, specs: list[VariantSpec]) -> None:
-        self._run(record, self._update, config_name, specs)
-
-    def _update(self, record: EndpointRecord, config_name: str, specs: list[VariantSpec]) -> None:
-        try:
-            deployment = self.fleet.deploy(record.region, record.name, specs, record.cancel)
-        except DeploymentCancelled:
-            return
-        except DeploymentFailed as failure:
-            with record.lock:
-                if record.status == "Updating":  # roll back: the old deployment never stopped serving
-                    record.failure_reason = failure.reason
-                    record.pending = None
-                    record.touch("InService")
-            log.info("update of endpoint %s to %s failed, old config keeps serving: %s",
-                     record.name, config_name, failure.reason)
-            return
-        with record.lock:
-            switched = record.status == "Updating"
-            if switched:
-                old = record.deployment
-                record.deployment, record.variants, record.deployed_at = deployment, specs, utcnow()
-                record.config_name = config_name
-                record.pending = None
-                record.failure_reason = None
-                record.touch("InService")
-        if not switched:
-            self.fleet.retire(deployment)
-            return
-        self._watch(record, deployment)
-        log.info("endpoint %s now serves %s", record.name, config_name)
-        if old is not None:
-            self.fleet.retire(old, drain_s=60.0)  # requests already on the old fleet finish first
+    def start_updating(self, record: EndpointRecord, config_name: str, specs: list[VariantSpec],
+                       plan: DeploymentPlan | None = None) -> None:
+        self._run(record, lambda record: run_update(self, record, config_name, specs, plan or DeploymentPlan()))
 
     def start_deleting(self, record: EndpointRecord) -> None:
         threading.Thread(target=self._delete, args=(record,), name=f"delete:{record.name}", daemon=True).start()
@@ -319,16 +335,17 @@ def describe(record: EndpointRecord) -> dict:
             "CreationTime": record.creation_time,
             "LastModifiedTime": record.last_modified_time,
         }
+        traffic = record.traffic_share()  # the new fleet's share, while an update shifts traffic
         if record.deployment is not None and record.deployed_at is not None:
             description["ProductionVariants"] = [
-                variant_summary(spec, record.deployed_at, record.deployment.healthy_count(spec.name))
+                variant_summary(spec, record.deployed_at, record.deployment.healthy_count(spec.name), 1.0 - traffic)
                 for spec in record.variants]
         if record.failure_reason:
             description["FailureReason"] = record.failure_reason
         if record.pending is not None:
             description["PendingDeploymentSummary"] = {
                 "EndpointConfigName": record.pending.config_name,
-                "ProductionVariants": [pending_variant_summary(spec, record.pending.start_time)
+                "ProductionVariants": [pending_variant_summary(spec, record.pending, record.green, traffic)
                                        for spec in record.pending.variants],
                 "StartTime": record.pending.start_time,
             }
@@ -373,12 +390,14 @@ def update_endpoint(ctx, params):
         excluded = {item["VariantPropertyType"] for item in params.get("ExcludeRetainedVariantProperties") or []}
         retain = record.variants if params.get("RetainAllVariantProperties") else None
         specs = variant_specs(ctx, config, retain, excluded)
-        if not params.get("RetainDeploymentConfig"):
-            record.deployment_config = copy.deepcopy(params.get("DeploymentConfig"))
+        deployment_config = (record.deployment_config if params.get("RetainDeploymentConfig")
+                             else copy.deepcopy(params.get("DeploymentConfig")))
+        plan = plan_deployment(deployment_config, specs, record.variants)  # refuses what SageMaker refuses
+        record.deployment_config = deployment_config
         record.pending = PendingUpdate(config.name, specs, utcnow())
         record.failure_reason = None
         record.touch("Updating")
-        store.start_updating(record, config.name, specs)
+        store.start_updating(record, config.name, specs, plan)
     return {"EndpointArn": record.arn}
 
 

@@ -502,6 +502,50 @@ class ModelServerFleet:
             raise
         return new
 
+    def add_instances(self, deployment: Deployment, variant_name: str, count: int,
+                      should_stop: Callable[[], bool]) -> None:
+        """Start ``count`` more instances of a variant and put them in its routing once all pass /ping
+        (a rolling update's batch, or the old fleet regrown by its rollback).
+
+        Raises DeploymentFailed or DeploymentCancelled, leaving nothing new running.
+        """
+        group = deployment.variants[variant_name]
+        template = group.servers[0].variant if group.servers else group.spec  # keeps a fault's startup timeout
+        new = [deployment.new_server(template) for _ in range(count)]
+        errors: list[BaseException] = []
+        failed = threading.Event()
+
+        def bring_up(server: ModelServerProcess) -> None:
+            try:
+                self._bring_up(server, deployment.s3_client, lambda: should_stop() or failed.is_set() or self._closed)
+            except BaseException as exc:  # noqa: BLE001  (re-raised below, on the caller's thread)
+                errors.append(exc)
+                failed.set()
+
+        threads = [threading.Thread(target=bring_up, args=(server,), name=f"grow:{server.log_stream}", daemon=True)
+                   for server in new]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            for server in new:
+                self.discard(server)
+            real = [error for error in errors if not isinstance(error, DeploymentCancelled)]
+            raise (real or errors)[0]
+        group.servers = [*group.servers, *new]  # one assignment: a request sees the old list or the new one
+
+    def remove_instances(self, deployment: Deployment, variant_name: str, count: int, drain_s: float = 0.0) -> int:
+        """Take ``count`` instances of a variant out of its routing and stop them (failing ones first);
+        how many went."""
+        group = deployment.variants[variant_name]
+        chosen = sorted(group.servers, key=lambda server: server.in_service)[:count]
+        group.servers = [server for server in group.servers if server not in chosen]
+        for server in chosen:
+            server.say(f"Instance {server.instance_id} is terminated by a rolling update")
+            self.discard(server, drain_s)
+        return len(chosen)
+
     def discard(self, server: ModelServerProcess, drain_s: float = 0.0) -> None:
         """Stop one instance and remove its folder."""
         server.stop(drain_s)
