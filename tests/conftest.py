@@ -30,46 +30,50 @@ os.environ.update(
 )
 
 
-@pytest.fixture(scope="session")
-def emulator(tmp_path_factory):
-    """The local SageMaker, started once per test session."""
+def start_emulator(state_dir, **settings):
+    """A local SageMaker on a free port; a test module starts one of its own for settings (short periods,
+    one job slot) the session's emulator does not have. The caller stops it."""
     from include.emulator.app import Settings
     from include.emulator.gateway import EmulatorServer
 
-    server = EmulatorServer(Settings(port=0, state_dir=tmp_path_factory.mktemp("emulator-state"))).start()
+    return EmulatorServer(Settings(port=0, state_dir=state_dir, **settings)).start()
+
+
+def client_of(emulator, service, **kwargs):
+    """A boto3 client of `service` pointed at an emulator, with test credentials."""
+    import boto3
+
+    return boto3.client(service, endpoint_url=emulator.endpoint_url, region_name=TEST_REGION,
+                        aws_access_key_id="testing", aws_secret_access_key="testing", **kwargs)
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory):
+    """The local SageMaker, started once per test session."""
+    server = start_emulator(tmp_path_factory.mktemp("emulator-state"))
     yield server
     server.stop()
 
 
-def _client(emulator, service):
-    import boto3
-
-    return boto3.client(
-        service,
-        endpoint_url=emulator.endpoint_url,
-        region_name=TEST_REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 @pytest.fixture(scope="session")
 def sagemaker_client(emulator):
-    return _client(emulator, "sagemaker")
+    return client_of(emulator, "sagemaker")
 
 
 @pytest.fixture(scope="session")
 def runtime_client(emulator):
-    return _client(emulator, "sagemaker-runtime")
+    return client_of(emulator, "sagemaker-runtime")
 
 
 @pytest.fixture(scope="session")
 def s3_client(emulator):
-    client = _client(emulator, "s3")
+    client = client_of(emulator, "s3")
     client.create_bucket(Bucket=TEST_BUCKET)
     return client
 
 
 @pytest.fixture(scope="session")
 def logs_client(emulator):
-    return _client(emulator, "logs")
+    return client_of(emulator, "logs")

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from include.emulator import alarms
 from include.emulator.alarms import ALARM, INSUFFICIENT_DATA, OK, AlarmRule, Datapoint, evaluate
 from include.emulator.endpoint_metrics import EndpointMetrics, cloudwatch_backend
-from tests.conftest import TEST_BUCKET, TEST_REGION
+from tests.conftest import TEST_BUCKET, TEST_REGION, client_of, start_emulator
 from tests.emulator.hosting_fixtures import create_config, create_model, deploy, instance_variant, scaler_files, unique
 
 NAMESPACE = "AWS/SageMaker"
@@ -164,17 +164,10 @@ def test_one_statistic_set_per_metric_variant_and_period():
 @pytest.fixture(scope="module")
 def metrics_emulator(tmp_path_factory):
     """An emulator of its own that publishes metrics every second and evaluates alarms twice a second."""
-    import boto3
-
-    from include.emulator.app import Settings
-    from include.emulator.gateway import EmulatorServer
-
-    server = EmulatorServer(Settings(port=0, state_dir=tmp_path_factory.mktemp("metrics-state"),
-                                     metrics_period_s=1, alarm_evaluation_interval_s=0.5)).start()
+    server = start_emulator(tmp_path_factory.mktemp("metrics-state"), metrics_period_s=1, alarm_evaluation_interval_s=0.5)
 
     def client(name, **kwargs):
-        return boto3.client(name, endpoint_url=server.endpoint_url, region_name=TEST_REGION,
-                            aws_access_key_id="testing", aws_secret_access_key="testing", **kwargs)
+        return client_of(server, name, **kwargs)
 
     clients = types.SimpleNamespace(
         server=server, sagemaker=client("sagemaker"), s3=client("s3"), cloudwatch=client("cloudwatch"),

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from include.emulator.sagemaker.hosting import EndpointStore
 from include.emulator.serving.fleet import ModelServerFleet
-from tests.conftest import TEST_BUCKET, TEST_REGION
+from tests.conftest import TEST_BUCKET, TEST_REGION, client_of, start_emulator
 from tests.emulator.hosting_fixtures import create_config, create_model, deploy, instance_variant, invoke_json, unique
 
 pytestmark = pytest.mark.slow
@@ -42,17 +42,11 @@ PID_PY = textwrap.dedent(
 @pytest.fixture(scope="module")
 def health_emulator(tmp_path_factory):
     """An emulator of its own that health-checks every 0.3 s and replaces after 2 failed pings."""
-    import boto3
-
-    from include.emulator.app import Settings
-    from include.emulator.gateway import EmulatorServer
-
-    server = EmulatorServer(Settings(port=0, state_dir=tmp_path_factory.mktemp("health-state"),
-                                     health_check_interval_s=0.3, health_check_failures=2)).start()
+    server = start_emulator(tmp_path_factory.mktemp("health-state"), health_check_interval_s=0.3,
+                            health_check_failures=2)
 
     def client(name, **kwargs):
-        return boto3.client(name, endpoint_url=server.endpoint_url, region_name=TEST_REGION,
-                            aws_access_key_id="testing", aws_secret_access_key="testing", **kwargs)
+        return client_of(server, name, **kwargs)
 
     clients = {name: client(name) for name in ("sagemaker", "s3", "logs")}
     # one attempt: the test sees each 503 itself rather than botocore retrying it

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import TEST_BUCKET, TEST_ROLE_ARN
+from tests.conftest import TEST_BUCKET, TEST_ROLE_ARN, start_emulator
 from tests.emulator.hosting_fixtures import unique
 
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
@@ -61,11 +61,8 @@ def _assert_refused(status: int, headers: dict, body: bytes) -> None:
 @pytest.fixture(scope="module")
 def widened_emulator(tmp_path_factory):
     """A second server whose settings allow one web origin and the compose service name."""
-    from include.emulator.app import Settings
-    from include.emulator.gateway import EmulatorServer
-
-    server = EmulatorServer(Settings(port=0, state_dir=tmp_path_factory.mktemp("widened-state"),
-                                     allowed_origins=(TEST_ALLOWED_ORIGIN,), allowed_hosts=("sagemaker-emulator",))).start()
+    server = start_emulator(tmp_path_factory.mktemp("widened-state"), allowed_origins=(TEST_ALLOWED_ORIGIN,),
+                            allowed_hosts=("sagemaker-emulator",))
     yield server
     server.stop()
 
