@@ -47,6 +47,24 @@ def client_of(emulator, service, **kwargs):
                         aws_access_key_id="testing", aws_secret_access_key="testing", **kwargs)
 
 
+def raw_request(endpoint_url: str, method: str, path: str, body: bytes = b"", headers: dict | None = None,
+                timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+    """(status, lower-cased headers, body) of one request sent exactly as given, past any client's checks;
+    Host defaults to the server's own address."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint_url)
+    headers = {"Host": url.netloc, **(headers or {})}
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, {key.lower(): value for key, value in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory):
     """The local SageMaker, started once per test session."""

@@ -70,6 +70,15 @@ def _wait_for_variant_status(sagemaker_client, endpoint: str, wanted: str, timeo
         time.sleep(0.2)
 
 
+def _while_updating(sagemaker_client, endpoint: str, timeout: float = DEADLINE_S):
+    """(description, pending variant) every 0.2 s while the endpoint has a pending deployment."""
+    deadline = time.monotonic() + timeout
+    while (pending := _pending_variant(description := sagemaker_client.describe_endpoint(EndpointName=endpoint))):
+        yield description, pending
+        assert time.monotonic() < deadline, description
+        time.sleep(0.2)
+
+
 class Traffic:
     """A client thread invoking the endpoint without pause, counting which fleet answered and what failed."""
 
@@ -137,16 +146,9 @@ def test_linear_update_shifts_traffic_step_by_step(sagemaker_client, runtime_cli
 
     seen: list[tuple[float, float]] = []  # (new fleet's weight, old fleet's weight), as DescribeEndpoint shows them
     with Traffic(runtime_client, endpoint) as traffic:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            description = sagemaker_client.describe_endpoint(EndpointName=endpoint)
-            pending = _pending_variant(description)
-            if pending is None:
-                break
+        for description, pending in _while_updating(sagemaker_client, endpoint):
             if "CurrentWeight" in pending and (not seen or seen[-1][0] != pending["CurrentWeight"]):
                 seen.append((pending["CurrentWeight"], description["ProductionVariants"][0]["CurrentWeight"]))
-            assert time.monotonic() < deadline, description
-            time.sleep(0.2)
     new_weights = [round(new, 2) for new, _ in seen if new > 0]
     assert new_weights == [0.33, 0.67, 1.0], seen
     assert all(abs(new + old - 1.0) < 1e-9 for new, old in seen), seen
@@ -164,18 +166,11 @@ def test_rolling_update_replaces_instances_batch_by_batch(sagemaker_client, runt
 
     counts: list[tuple[int, int]] = []  # (old instances, new instances) serving
     with Traffic(runtime_client, endpoint) as traffic:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            description = sagemaker_client.describe_endpoint(EndpointName=endpoint)
-            pending = _pending_variant(description)
-            if pending is None:
-                break
+        for description, pending in _while_updating(sagemaker_client, endpoint):
             if "CurrentInstanceCount" in pending:
                 count = (description["ProductionVariants"][0]["CurrentInstanceCount"], pending["CurrentInstanceCount"])
                 if not counts or counts[-1] != count:
                     counts.append(count)
-            assert time.monotonic() < deadline, description
-            time.sleep(0.2)
         mixed = list(traffic.answers)
     assert counts[0] == (2, 1), counts  # one new instance first, beside the whole old fleet
     assert (1, 1) in counts or (1, 2) in counts, counts  # then one old instance went

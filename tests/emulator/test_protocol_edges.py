@@ -1,14 +1,12 @@
 """awsJson edges answered as AWS answers them: a 400 with a JSON error, never a 500 or moto's own SageMaker mock."""
 from __future__ import annotations
 
-import http.client
 import json
-from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import TEST_REGION
+from tests.conftest import TEST_REGION, raw_request
 from tests.emulator.hosting_fixtures import unique
 
 TEST_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.1.0-cpu-py310"
@@ -20,17 +18,10 @@ SIGNED_FOR_SAGEMAKER = (f"AWS4-HMAC-SHA256 Credential=testing/20250101/{TEST_REG
 
 def _post(emulator, body: bytes, target: str | None = "SageMaker.ListModels", path: str = "/", method: str = "POST",
           **headers: str):
-    url = urlsplit(emulator.endpoint_url)
     headers = {"Content-Type": "application/x-amz-json-1.1", **{k.replace("_", "-"): v for k, v in headers.items()}}
     if target is not None:
         headers["X-Amz-Target"] = target
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
-    try:
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        connection.close()
+    return raw_request(emulator.endpoint_url, method, path, body, headers)
 
 
 def _error(status: int, headers: dict, body: bytes) -> tuple[int, str]:

@@ -4,14 +4,13 @@ A web page can make a browser send an unsigned CreateProcessingJob to 127.0.0.1,
 through a DNS name rebound to 127.0.0.1; its ContainerEntrypoint would run on this machine."""
 from __future__ import annotations
 
-import http.client
 import json
 import time
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import TEST_BUCKET, TEST_ROLE_ARN, start_emulator
+from tests.conftest import TEST_BUCKET, TEST_ROLE_ARN, raw_request, start_emulator
 from tests.emulator.hosting_fixtures import unique
 
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
@@ -22,16 +21,8 @@ TEST_ALLOWED_ORIGIN = "http://localhost:3000"
 
 def _send(endpoint_url: str, method: str, path: str, body: bytes = b"", **headers: str):
     """(status, headers, body) of one raw request: Host and Origin exactly as a browser would send them."""
-    url = urlsplit(endpoint_url)
-    headers = {key.replace("_", "-"): value for key, value in headers.items()}
-    headers.setdefault("Host", url.netloc)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    try:
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        return response.status, {key.lower(): value for key, value in response.getheaders()}, response.read()
-    finally:
-        connection.close()
+    return raw_request(endpoint_url, method, path, body, {key.replace("_", "-"): value for key, value in headers.items()},
+                       timeout=30)
 
 
 def _create_processing_job(endpoint_url: str, job: str, marker, **headers: str):
