@@ -261,6 +261,17 @@ def _state_dir(emulator) -> Path:
     return Path(emulator.emulator.settings.state_dir)
 
 
+def _attack(attack: str, tmp_path: Path, unpacked_in: Path) -> tuple[bytes, str, str]:
+    """(archive, the member it must be refused for, the marker no file anywhere may be named after):
+    the realpath-limit chain sized for unpacking in `unpacked_in`, or one of the plain attacks aimed at
+    a folder beside the test's own."""
+    outside, marker = tmp_path / "outside", uuid.uuid4().hex[:8]
+    outside.mkdir()
+    if attack == "realpath-limit":
+        return realpath_limit_attack(unpacked_in, marker), "a", marker
+    return (*hostile_archives(outside, marker)[attack], marker)
+
+
 def _deploy_archive(sagemaker_client, s3_client, data: bytes, *, submit_directory: bytes | None = None,
                     check=None) -> dict:
     name = unique("hostile")
@@ -284,12 +295,8 @@ def _deploy_archive(sagemaker_client, s3_client, data: bytes, *, submit_director
 
 @pytest.mark.parametrize("attack", ["realpath-limit", "dot-dot", "absolute", "symlink-out", "hard-link"])
 def test_a_hostile_model_archive_fails_the_endpoint_naming_the_member(emulator, sagemaker_client, s3_client, tmp_path, attack):
-    outside, marker = tmp_path / "outside", uuid.uuid4().hex[:8]
-    outside.mkdir()
-    if attack == "realpath-limit":  # sized for a model folder deep in the emulator's state
-        data, member = realpath_limit_attack(_state_dir(emulator) / "endpoints" / ("x" * 60) / "model", marker), "a"
-    else:
-        data, member = hostile_archives(outside, marker)[attack]
+    # the realpath chain is sized for a model folder deep in the emulator's state
+    data, member, marker = _attack(attack, tmp_path, _state_dir(emulator) / "endpoints" / ("x" * 60) / "model")
     described = _deploy_archive(sagemaker_client, s3_client, data)
     assert described["EndpointStatus"] == "Failed"
     assert "Failed to extract model data archive" in described["FailureReason"]
@@ -351,13 +358,8 @@ def _train(sagemaker_client, s3_client, source: bytes) -> dict:
 
 @pytest.mark.parametrize("attack", ["realpath-limit", "dot-dot", "absolute", "symlink-out", "hard-link"])
 def test_a_hostile_sourcedir_fails_the_training_job_naming_the_member(emulator, sagemaker_client, s3_client, tmp_path, attack):
-    outside, marker = tmp_path / "outside", uuid.uuid4().hex[:8]
-    outside.mkdir()
-    if attack == "realpath-limit":
-        code_dir = _state_dir(emulator) / "training-jobs" / ("x" * 30) / "algo-1" / "code"
-        source, member = realpath_limit_attack(code_dir, marker), "a"
-    else:
-        source, member = hostile_archives(outside, marker)[attack]
+    code_dir = _state_dir(emulator) / "training-jobs" / ("x" * 30) / "algo-1" / "code"
+    source, member, marker = _attack(attack, tmp_path, code_dir)
     described = _train(sagemaker_client, s3_client, source)
     assert described["TrainingJobStatus"] == "Failed"
     assert "Could not unpack sagemaker_submit_directory" in described["FailureReason"]
