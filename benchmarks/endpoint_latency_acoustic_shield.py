@@ -81,7 +81,7 @@ def deploy_locally(model_dir: Path, state_dir: Path):
     """Start the local SageMaker and deploy the model as the DAG does; returns (server, runtime client, cleanup)."""
     import boto3
 
-    from include.emulator.app import Settings
+    from include.emulator.state import Settings
     from include.emulator.gateway import EmulatorServer
     from include.pipelines import requests as rq
     from include.pipelines.config import load_workload

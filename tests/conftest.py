@@ -33,7 +33,7 @@ os.environ.update(
 def start_emulator(state_dir, **settings):
     """A local SageMaker on a free port; a test module starts one of its own for settings (short periods,
     one job slot) the session's emulator does not have. The caller stops it."""
-    from include.emulator.app import Settings
+    from include.emulator.state import Settings
     from include.emulator.gateway import EmulatorServer
 
     return EmulatorServer(Settings(port=0, state_dir=state_dir, **settings)).start()

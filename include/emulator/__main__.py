@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .app import DEFAULT_PORT, Settings, default_state_dir
+from .state import DEFAULT_PORT, Settings, default_state_dir
 from .gateway import EmulatorServer
 from .request_gate import COMPOSE_HOST_NAMES, normalize_origin
 

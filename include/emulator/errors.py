@@ -76,3 +76,12 @@ class ServiceUnavailable(AwsError):
 
 def not_found() -> ValidationException:
     return ValidationException("Requested resource not found.")
+
+
+# the hosting resources' (models, endpoint configs, endpoints) messages
+def could_not_find(kind: str, arn: str) -> ValidationException:
+    return ValidationException(f'Could not find {kind} "{arn}".')
+
+
+def already_exists(kind: str, arn: str) -> ValidationException:
+    return ValidationException(f'Cannot create already existing {kind} "{arn}".')

@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from . import protocol
-from .app import Emulator, Settings
+from .state import Emulator, Settings
 from .errors import AwsError, UnknownOperation
 from .request_gate import RequestGate
 
@@ -100,7 +100,7 @@ class Gateway:
         return Response(payload, status=status, headers=headers)
 
     def _sagemaker(self, request: Request, operation: str, region: str | None) -> Response:
-        from .sagemaker.registry import dispatch
+        from .sagemaker.operations import dispatch
 
         ctx = self.emulator.context(region)
         try:
@@ -115,7 +115,7 @@ class Gateway:
 
     def _describe_page(self, request: Request, resource: str) -> Response:
         """GET /_emulator/describe/<Resource>?name=...&region=...: Describe<Resource>'s answer, indented."""
-        from .sagemaker.registry import dispatch
+        from .sagemaker.operations import dispatch
 
         if request.method not in ("GET", "HEAD"):
             return _page({"message": "read-only: use GET"}, 405, Allow="GET, HEAD")

@@ -345,7 +345,7 @@ def test_alarm_states_and_evaluate_now_in_process(metrics_emulator):
 def test_the_publisher_and_the_evaluator_stop_with_the_server(tmp_path):
     import threading
 
-    from include.emulator.app import Settings
+    from include.emulator.state import Settings
     from include.emulator.gateway import EmulatorServer
 
     names = {"endpoint-metrics", "alarm-evaluator"}

@@ -395,7 +395,7 @@ def test_emulator_stop_leaves_no_model_server_running(tmp_path, s3_client):
     """A second emulator of its own, so stopping it leaves the session's emulator alone."""
     import boto3
 
-    from include.emulator.app import Settings
+    from include.emulator.state import Settings
     from include.emulator.gateway import EmulatorServer
 
     server = EmulatorServer(Settings(port=0, state_dir=tmp_path / "state")).start()

@@ -169,7 +169,7 @@ def test_the_container_network_flag_admits_the_compose_service_name_only():
 
 def test_a_server_on_every_interface_gives_its_own_clients_the_loopback_address(tmp_path):
     """In its container the emulator listens on 0.0.0.0; its jobs must still address it by a name the gate admits."""
-    from include.emulator.app import Emulator, Settings
+    from include.emulator.state import Emulator, Settings
 
     emulator = Emulator(Settings(host="0.0.0.0", allow_container_network=True, port=4566, state_dir=tmp_path))
     assert emulator.endpoint_url == "http://127.0.0.1:4566"

@@ -347,7 +347,7 @@ def test_missing_channel_data_fails_with_sagemakers_message(sagemaker_client, so
 def test_jobs_beyond_the_slots_wait_and_shutdown_leaves_no_process(tmp_path, s3_client, source_uri, train_channel_uri):
     import os
 
-    from include.emulator.app import Settings
+    from include.emulator.state import Settings
     from include.emulator.gateway import EmulatorServer
     from include.emulator.sagemaker.training import TrainingJobStore
 

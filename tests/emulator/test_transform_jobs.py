@@ -9,7 +9,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from include.emulator.sagemaker.transform_records import (
+from include.emulator.jobs.transform_data import (
     DataProcessing,
     RecordError,
     assemble,

@@ -1,11 +1,17 @@
-"""FailureReason as SageMaker builds it: the algorithm's output/failure file, else its error output."""
+"""FailureReason as SageMaker builds it: the algorithm's output/failure file, else its error output;
+and ``JobFailure``, which any runner raises when its job cannot go on."""
 from __future__ import annotations
 
 import re
 import signal
 from pathlib import Path
 
-MAX_FAILURE_REASON = 1024  # DescribeTrainingJob returns at most the first 1024 characters
+MAX_FAILURE_REASON = 1024  # Describe*Job returns at most the first 1024 characters (ExitMessage too)
+
+
+class JobFailure(Exception):
+    """The job cannot go on; the message is its FailureReason."""
+
 
 # the toolkit's own wrappers around the script's error; the script's exception is what a reader needs
 _TOOLKIT_ERRORS = {

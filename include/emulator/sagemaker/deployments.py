@@ -25,7 +25,7 @@ import time
 from ..serving.fleet import Deployment, DeploymentCancelled, DeploymentFailed
 from ..serving.specs import VariantSpec
 from .deployment_policy import DeploymentPlan
-from .hosting_common import utcnow
+from .times import utcnow
 
 log = logging.getLogger(__name__)
 

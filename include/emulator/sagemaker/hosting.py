@@ -22,18 +22,19 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-from ..errors import ValidationException
+from ..errors import ValidationException, already_exists
 from ..serving.fleet import Deployment, DeploymentCancelled, DeploymentFailed, ModelServerFleet
 from ..serving.health import HealthMonitor
 from ..serving.specs import DEFAULT_STARTUP_TIMEOUT_S, ContainerSpec, VariantSpec
 from .deployment_policy import DeploymentPlan, plan_deployment
 from .deployments import run_update
-from .hosting_common import already_exists, as_datetime, could_not_find, list_page, utcnow
 from .hosting_configs import EndpointConfigRecord, EndpointConfigStore
 from .hosting_models import ModelStore
-from .registry import operation
-from .registry_models import resolve_package_container
+from .hosting_store import HostingStore
+from .model_registry import resolve_package_container
+from .operations import operation
 from .tags import TagStore
+from .times import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -208,42 +209,20 @@ def variant_specs(ctx, config: EndpointConfigRecord, retain_from: list[VariantSp
     return specs
 
 
-class EndpointStore:
+class EndpointStore(HostingStore):
     """Endpoint records and the background work that brings their deployments up and down."""
 
-    def __init__(self, emulator):
-        self.emulator = emulator
-        self._lock = threading.Lock()
-        self._endpoints: dict[tuple[str, str], EndpointRecord] = {}
+    kind = "endpoint"
+    resource_type = "endpoint"
 
     @property
     def fleet(self) -> ModelServerFleet:
         return self.emulator.store(ModelServerFleet)
 
-    def add(self, record: EndpointRecord) -> None:
-        with self._lock:
-            if (record.region, record.name) in self._endpoints:
-                raise already_exists("endpoint", record.arn)
-            self._endpoints[(record.region, record.name)] = record
-
-    def find(self, region: str, name: str) -> EndpointRecord | None:
-        with self._lock:
-            return self._endpoints.get((region, name))
-
-    def get(self, ctx, name: str) -> EndpointRecord:
-        record = self.find(ctx.region, name)
-        if record is None:
-            raise could_not_find("endpoint", ctx.arn("endpoint", name))
-        return record
-
-    def in_region(self, region: str) -> list[EndpointRecord]:
-        with self._lock:
-            return [record for (record_region, _), record in self._endpoints.items() if record_region == region]
-
     def _forget(self, record: EndpointRecord) -> None:
         with self._lock:
-            if self._endpoints.get((record.region, record.name)) is record:
-                del self._endpoints[(record.region, record.name)]
+            if self._records.get((record.region, record.name)) is record:
+                del self._records[(record.region, record.name)]
 
     def _run(self, record: EndpointRecord, target, *args) -> None:
         def work() -> None:
@@ -365,8 +344,7 @@ def create_endpoint(ctx, params):
     specs = variant_specs(ctx, config)
     record = EndpointRecord(name, arn, ctx.region, config.name, creation_time=utcnow(),
                             deployment_config=copy.deepcopy(params.get("DeploymentConfig")))
-    store.add(record)
-    ctx.emulator.store(TagStore).add(arn, params.get("Tags"))
+    store.add(record, params.get("Tags"))
     store.start_creating(record, specs)
     return {"EndpointArn": arn}
 
@@ -451,26 +429,11 @@ def delete_endpoint(ctx, params):
 
 @operation("ListEndpoints")
 def list_endpoints(ctx, params):
-    def keep(record: EndpointRecord) -> bool:
-        if params.get("StatusEquals") and record.status != params["StatusEquals"]:
-            return False
-        if params.get("LastModifiedTimeBefore") is not None and not record.last_modified_time < as_datetime(params["LastModifiedTimeBefore"]):
-            return False
-        if params.get("LastModifiedTimeAfter") is not None and not record.last_modified_time > as_datetime(params["LastModifiedTimeAfter"]):
-            return False
-        return True
-
-    page, next_token = list_page(
-        ctx.emulator.store(EndpointStore).in_region(ctx.region),
-        params,
-        name=lambda record: record.name,
-        created=lambda record: record.creation_time,
-        keep=keep,
-        sort_keys={
-            "Name": lambda record: record.name,
-            "CreationTime": lambda record: record.creation_time,
-            "Status": lambda record: record.status,
-        },
+    page, next_token = ctx.emulator.store(EndpointStore).list(
+        ctx.region, params,
+        modified=lambda record: record.last_modified_time,
+        status=lambda record: record.status,
+        sort_keys={"Status": lambda record: record.status},
     )
     endpoints = [{
         "EndpointName": r.name,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import threading
 from dataclasses import dataclass
 
 from ..errors import ValidationException
-from .hosting_common import already_exists, could_not_find, list_page, utcnow
 from .hosting_models import ModelStore
-from .registry import operation
-from .tags import TagStore
+from .hosting_store import HostingStore
+from .operations import operation
+from .times import utcnow
 
 
 @dataclass
@@ -32,34 +31,9 @@ class EndpointConfigRecord:
         return description
 
 
-class EndpointConfigStore:
-    def __init__(self, emulator):
-        self._lock = threading.Lock()
-        self._configs: dict[tuple[str, str], EndpointConfigRecord] = {}
-
-    def add(self, record: EndpointConfigRecord) -> None:
-        with self._lock:
-            if (record.region, record.name) in self._configs:
-                raise already_exists("endpoint configuration", record.arn)
-            self._configs[(record.region, record.name)] = record
-
-    def get(self, ctx, name: str) -> EndpointConfigRecord:
-        with self._lock:
-            record = self._configs.get((ctx.region, name))
-        if record is None:
-            raise could_not_find("endpoint configuration", ctx.arn("endpoint-config", name))
-        return record
-
-    def remove(self, ctx, name: str) -> EndpointConfigRecord:
-        with self._lock:
-            record = self._configs.pop((ctx.region, name), None)
-        if record is None:
-            raise could_not_find("endpoint configuration", ctx.arn("endpoint-config", name))
-        return record
-
-    def in_region(self, region: str) -> list[EndpointConfigRecord]:
-        with self._lock:
-            return [record for (record_region, _), record in self._configs.items() if record_region == region]
+class EndpointConfigStore(HostingStore):
+    kind = "endpoint configuration"
+    resource_type = "endpoint-config"
 
 
 def _check_variants(ctx, variants: list[dict]) -> None:
@@ -96,8 +70,7 @@ def create_endpoint_config(ctx, params):
     request["ProductionVariants"] = variants
     name = params["EndpointConfigName"]
     record = EndpointConfigRecord(name, ctx.arn("endpoint-config", name), ctx.region, utcnow(), request)
-    ctx.emulator.store(EndpointConfigStore).add(record)
-    ctx.emulator.store(TagStore).add(record.arn, params.get("Tags"))
+    ctx.emulator.store(EndpointConfigStore).add(record, params.get("Tags"))
     return {"EndpointConfigArn": record.arn}
 
 
@@ -109,19 +82,12 @@ def describe_endpoint_config(ctx, params):
 @operation("DeleteEndpointConfig")
 def delete_endpoint_config(ctx, params):
     # SageMaker lets a config go while an endpoint runs it; the endpoint keeps what it deployed
-    record = ctx.emulator.store(EndpointConfigStore).remove(ctx, params["EndpointConfigName"])
-    ctx.emulator.store(TagStore).delete(record.arn)
+    ctx.emulator.store(EndpointConfigStore).delete(ctx, params["EndpointConfigName"])
     return {}
 
 
 @operation("ListEndpointConfigs")
 def list_endpoint_configs(ctx, params):
-    page, next_token = list_page(
-        ctx.emulator.store(EndpointConfigStore).in_region(ctx.region),
-        params,
-        name=lambda record: record.name,
-        created=lambda record: record.creation_time,
-        sort_keys={"Name": lambda record: record.name, "CreationTime": lambda record: record.creation_time},
-    )
+    page, next_token = ctx.emulator.store(EndpointConfigStore).list(ctx.region, params)
     configs = [{"EndpointConfigName": r.name, "EndpointConfigArn": r.arn, "CreationTime": r.creation_time} for r in page]
     return {"EndpointConfigs": configs, "NextToken": next_token}

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import threading
 from dataclasses import dataclass
 
 from ..errors import ValidationException
-from .hosting_common import already_exists, could_not_find, list_page, utcnow
-from .registry import operation
-from .tags import TagStore
+from .hosting_store import HostingStore
+from .operations import operation
+from .times import utcnow
 
 
 @dataclass
@@ -43,34 +42,9 @@ class ModelRecord:
         return description
 
 
-class ModelStore:
-    def __init__(self, emulator):
-        self._lock = threading.Lock()
-        self._models: dict[tuple[str, str], ModelRecord] = {}
-
-    def add(self, record: ModelRecord) -> None:
-        with self._lock:
-            if (record.region, record.name) in self._models:
-                raise already_exists("model", record.arn)
-            self._models[(record.region, record.name)] = record
-
-    def get(self, ctx, name: str) -> ModelRecord:
-        with self._lock:
-            record = self._models.get((ctx.region, name))
-        if record is None:
-            raise could_not_find("model", ctx.arn("model", name))
-        return record
-
-    def remove(self, ctx, name: str) -> ModelRecord:
-        with self._lock:
-            record = self._models.pop((ctx.region, name), None)
-        if record is None:
-            raise could_not_find("model", ctx.arn("model", name))
-        return record
-
-    def in_region(self, region: str) -> list[ModelRecord]:
-        with self._lock:
-            return [record for (record_region, _), record in self._models.items() if record_region == region]
+class ModelStore(HostingStore):
+    kind = "model"
+    resource_type = "model"
 
 
 def _check_container(container: dict, where: str) -> None:
@@ -93,8 +67,7 @@ def create_model(ctx, params):
         _check_container(container, f"Containers.{index}")
     request = {key: copy.deepcopy(value) for key, value in params.items() if key != "Tags"}
     record = ModelRecord(params["ModelName"], ctx.arn("model", params["ModelName"]), ctx.region, utcnow(), request)
-    ctx.emulator.store(ModelStore).add(record)
-    ctx.emulator.store(TagStore).add(record.arn, params.get("Tags"))
+    ctx.emulator.store(ModelStore).add(record, params.get("Tags"))
     return {"ModelArn": record.arn}
 
 
@@ -106,19 +79,12 @@ def describe_model(ctx, params):
 @operation("DeleteModel")
 def delete_model(ctx, params):
     # as on SageMaker, endpoints already built from the model keep serving it
-    record = ctx.emulator.store(ModelStore).remove(ctx, params["ModelName"])
-    ctx.emulator.store(TagStore).delete(record.arn)
+    ctx.emulator.store(ModelStore).delete(ctx, params["ModelName"])
     return {}
 
 
 @operation("ListModels")
 def list_models(ctx, params):
-    page, next_token = list_page(
-        ctx.emulator.store(ModelStore).in_region(ctx.region),
-        params,
-        name=lambda record: record.name,
-        created=lambda record: record.creation_time,
-        sort_keys={"Name": lambda record: record.name, "CreationTime": lambda record: record.creation_time},
-    )
+    page, next_token = ctx.emulator.store(ModelStore).list(ctx.region, params)
     models = [{"ModelName": r.name, "ModelArn": r.arn, "CreationTime": r.creation_time} for r in page]
     return {"Models": models, "NextToken": next_token}

@@ -1,8 +1,11 @@
-"""What transform and processing jobs share: a record with SageMaker's statuses and times, and a store.
+"""What every job kind (training, tuning, processing, transform) shares: a record with SageMaker's
+statuses and times, a store with one create / describe / list / stop shape, and those four operations.
 
 A job is InProgress from its creation, Stopping once StopXxxJob arrives, and ends Completed, Failed
-or Stopped. The runner of each job (a thread of the module that owns the job type) reports through
-``JobRecord.started`` and ``JobRecord.finish``, and watches ``JobRecord.stop_reason``.
+or Stopped. Its runner (``include.emulator.jobs``, ``include.emulator.tuning``) runs on a thread of
+its own, reports through ``started``, ``finish`` and ``fail``, and watches ``stop_reason``. A kind
+keeps only what is particular to it: its request checks and runner (``new_record``,
+``new_runner``), its answers (``describe``, ``summary``) and what its end records (``_ended``).
 """
 from __future__ import annotations
 
@@ -10,20 +13,18 @@ import copy
 import datetime as dt
 import logging
 import threading
-from typing import Callable
 
-from ..errors import ResourceInUse, ValidationException
-from .hosting_common import as_datetime, list_page, utcnow
+from ..errors import AwsError, ResourceInUse, ValidationException
+from ..jobs.failures import MAX_FAILURE_REASON
+from ..jobs.runner import SHUTDOWN, STOP, JobRunner
+from .listing import list_page
+from .operations import operation
 from .tags import TagStore
+from .times import utcnow
 
 log = logging.getLogger(__name__)
 
 TERMINAL = ("Completed", "Failed", "Stopped")
-MAX_REASON_CHARS = 1024  # FailureReason and ExitMessage carry at most 1 KB
-
-STOP = "stop"
-SHUTDOWN = "shutdown"
-TIMEOUT = "timeout"
 
 
 class JobRecord:
@@ -41,24 +42,30 @@ class JobRecord:
         self.start_time: dt.datetime | None = None
         self.end_time: dt.datetime | None = None
         self.failure_reason: str | None = None
-        self.exit_message: str | None = None
         self.done = threading.Event()
         self.stop_requested = threading.Event()
         self._stop_reason: str | None = None
-        self.worker: threading.Thread | None = None
+        self.runner: JobRunner | None = None
+
+    # --- stopping ----------------------------------------------------------------------------------
 
     @property
     def stop_reason(self) -> str | None:
         return self._stop_reason
 
     def request_stop(self, reason: str = STOP) -> None:
+        """Tell the runner to end the job; the first reason holds, but a shutdown overrides any."""
         with self.lock:
             if self._stop_reason is None or reason == SHUTDOWN:
                 self._stop_reason = reason
-            if reason == STOP and self.status == "InProgress":
-                self.status = "Stopping"
-                self.last_modified_time = utcnow()
         self.stop_requested.set()
+
+    def enter_stopping(self) -> None:
+        """StopXxxJob was accepted (called under ``lock``): what the job shows until its runner ends it."""
+        self.status = "Stopping"
+        self.last_modified_time = utcnow()
+
+    # --- reported by the runner --------------------------------------------------------------------
 
     def started(self) -> None:
         with self.lock:
@@ -66,27 +73,44 @@ class JobRecord:
                 self.start_time = utcnow()
                 self.last_modified_time = self.start_time
 
-    def finish(self, status: str, *, failure_reason: str | None = None, exit_message: str | None = None) -> None:
+    def finish(self, status: str, *, failure_reason: str | None = None, **details) -> None:
+        """End the job, once (a later end is ignored); ``details`` go to the kind's ``_ended``."""
         with self.lock:
             if self.status in TERMINAL:
                 return
             now = utcnow()
             self.status = status
-            self.failure_reason = failure_reason[:MAX_REASON_CHARS] if failure_reason else None
-            self.exit_message = exit_message[:MAX_REASON_CHARS] if exit_message else None
-            self.end_time = now
-            self.last_modified_time = now
+            # FailureReason carries at most 1 KB
+            self.failure_reason = failure_reason[:MAX_FAILURE_REASON] if failure_reason else None
+            self.end_time = self.last_modified_time = now
+            self._ended(now, **details)
         self.done.set()
+
+    def fail(self, reason: str) -> None:
+        self.finish("Failed", failure_reason=reason)
+
+    def _ended(self, now: dt.datetime) -> None:
+        """What else a kind records when its job ends (under ``lock``)."""
+
+    # --- answers -----------------------------------------------------------------------------------
 
     def echoed_request(self) -> dict:
         return copy.deepcopy(self.request)
 
+    def describe(self) -> dict:
+        raise NotImplementedError
+
+    def summary(self) -> dict:
+        raise NotImplementedError
+
 
 class JobStore:
-    """The jobs of one type, keyed by region and lower-cased name (their ARNs are lower-cased too)."""
+    """The jobs of one kind, keyed by region and lower-cased name (their ARNs are lower-cased too, so
+    names differing in case collide)."""
 
     resource_type = "job"  # the ARN's resource type, e.g. "transform-job"
     noun = "job"  # in messages, e.g. "transform job"
+    default_sort = ("CreationTime", "Descending")  # List*'s SortBy and SortOrder when the request names none
 
     def __init__(self, emulator):
         self.emulator = emulator
@@ -94,8 +118,26 @@ class JobStore:
         self._jobs: dict[tuple[str, str], JobRecord] = {}
         self._closed = False
 
-    def start(self, ctx, record: JobRecord, tags: list[dict] | None, run: Callable[[JobRecord], None]) -> JobRecord:
-        """Register the job and start ``run(record)`` on a thread of its own."""
+    # --- what each kind says -----------------------------------------------------------------------
+
+    def new_record(self, ctx, params: dict, **options) -> JobRecord:
+        """The job's record, from a Create request that passed the kind's checks."""
+        raise NotImplementedError
+
+    def new_runner(self, record: JobRecord) -> JobRunner:
+        raise NotImplementedError
+
+    def missing(self, name: str) -> AwsError:
+        return ValidationException(f"Could not find requested job with name {name}")
+
+    def selected(self, record: JobRecord, params: dict) -> bool:
+        """A kind's own List* filters, beyond NameContains, StatusEquals and the time bounds."""
+        return True
+
+    # --- create, describe, list, stop --------------------------------------------------------------
+
+    def create(self, ctx, params: dict, **options) -> JobRecord:
+        record = self.new_record(ctx, params, **options)
         key = (record.region, record.name.lower())
         with self._lock:
             if self._closed:
@@ -105,74 +147,90 @@ class JobStore:
                 raise ResourceInUse(f"{noun} names must be unique within an AWS account and region, and a "
                                     f"{self.noun} with this name already exists ({record.arn})")
             self._jobs[key] = record
-            ctx.emulator.store(TagStore).add(record.arn, tags)
-            record.worker = threading.Thread(target=self._guarded, args=(run, record),
-                                             name=f"{self.resource_type}:{record.name}", daemon=True)
-            record.worker.start()
+            ctx.emulator.store(TagStore).add(record.arn, params.get("Tags"))
+            # started under the lock, so shutdown() either refuses the job or sees its runner
+            record.runner = self.new_runner(record).start()
         return record
 
-    def _guarded(self, run: Callable[[JobRecord], None], record: JobRecord) -> None:
-        try:
-            run(record)
-        except Exception as exc:  # a bug of ours still ends the job, with a reason that says so
-            log.exception("%s %s failed inside the local SageMaker", self.noun, record.name)
-            record.finish("Failed", failure_reason=f"InternalServerError: {exc}")
-        finally:
-            if not record.done.is_set():  # a runner that forgot to finish must not leave it InProgress
-                record.finish("Failed", failure_reason="InternalServerError: the job ended without a status")
+    @property
+    def closed(self) -> bool:
+        """Shutting down: no job is created any more."""
+        return self._closed
 
-    def get(self, ctx, name: str) -> JobRecord:
+    def get(self, name: str, region: str | None = None) -> JobRecord:
         with self._lock:
-            record = self._jobs.get((ctx.region, name.lower()))
+            record = self._jobs.get((region or self.emulator.settings.region, name.lower()))
         if record is None:
-            raise ValidationException(f"Could not find requested job with name {name}")
+            raise self.missing(name)
         return record
-
-    def stop(self, ctx, name: str) -> None:
-        record = self.get(ctx, name)
-        with record.lock:
-            if record.status != "InProgress":
-                raise ValidationException(
-                    f"The request was rejected because the {self.noun} is in status {record.status}.")
-            record.request_stop(STOP)
 
     def in_region(self, region: str) -> list[JobRecord]:
         with self._lock:
             return [record for (record_region, _), record in self._jobs.items() if record_region == region]
 
-    def list(self, ctx, params: dict, summary: Callable[[JobRecord], dict]) -> tuple[list[dict], str | None]:
-        """Filter, sort and page as ListTransformJobs / ListProcessingJobs do."""
-
-        def keep(record: JobRecord) -> bool:
-            if params.get("StatusEquals") and record.status != params["StatusEquals"]:
-                return False
-            after, before = params.get("LastModifiedTimeAfter"), params.get("LastModifiedTimeBefore")
-            if after is not None and not record.last_modified_time > as_datetime(after):
-                return False
-            return before is None or record.last_modified_time < as_datetime(before)
-
-        page, next_token = list_page(
-            self.in_region(ctx.region),
+    def list(self, region: str, params: dict) -> tuple[list[JobRecord], str | None]:
+        """One page of List*Jobs: filtered, sorted and paged as SageMaker does."""
+        return list_page(
+            self.in_region(region),
             params,
             name=lambda record: record.name,
             created=lambda record: record.creation_time,
-            keep=keep,
+            modified=lambda record: record.last_modified_time,
+            status=lambda record: record.status,
+            keep=lambda record: self.selected(record, params),
             sort_keys={
                 "Name": lambda record: record.name,
                 "CreationTime": lambda record: record.creation_time,
                 "Status": lambda record: record.status,
             },
+            default_sort=self.default_sort,
         )
-        return [summary(record) for record in page], next_token
+
+    def stop(self, name: str, region: str | None = None, **why) -> None:
+        """StopXxxJob; ``why`` goes to the record's ``enter_stopping`` (a tuning job's reason to stop a child)."""
+        record = self.get(name, region)
+        with record.lock:
+            if record.status != "InProgress":
+                raise ValidationException(
+                    f"The request was rejected because the {self.noun} is in status {record.status}.")
+            record.enter_stopping(**why)
+        record.request_stop(STOP)
 
     def shutdown(self) -> None:
         """Stop every running job, so no process or model server outlives the emulator."""
         with self._lock:
             self._closed = True
-            running = [record for record in self._jobs.values() if record.worker and record.worker.is_alive()]
+            running = [record for record in self._jobs.values() if record.runner and record.runner.alive]
         for record in running:
             record.request_stop(SHUTDOWN)
         for record in running:
-            record.worker.join(timeout=30)
-            if record.worker.is_alive():
+            if not record.runner.join(timeout=30):
                 log.warning("%s %s did not end within 30 s of shutdown", self.noun, record.name)
+
+
+def job_operations(store_type: type[JobStore], resource: str) -> None:
+    """Register Create<resource>, Describe<resource>, List<resource>s and Stop<resource> (e.g.
+    resource "TrainingJob"), the same four for every job kind, with SageMaker's member names."""
+    name_member = f"{resource}Name"
+
+    def store(ctx) -> JobStore:
+        return ctx.emulator.store(store_type)
+
+    def create(ctx, params):
+        return {f"{resource}Arn": store(ctx).create(ctx, params).arn}
+
+    def describe(ctx, params):
+        return store(ctx).get(params[name_member], ctx.region).describe()
+
+    def list_jobs(ctx, params):
+        page, next_token = store(ctx).list(ctx.region, params)
+        return {f"{resource}Summaries": [record.summary() for record in page], "NextToken": next_token}
+
+    def stop(ctx, params):
+        store(ctx).stop(params[name_member], ctx.region)
+        return {}
+
+    operation(f"Create{resource}")(create)
+    operation(f"Describe{resource}")(describe)
+    operation(f"List{resource}s")(list_jobs)
+    operation(f"Stop{resource}")(stop)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from .registry import operation
+from .operations import operation
 
 
 class TagStore:

@@ -1,36 +1,27 @@
 """Training jobs: CreateTrainingJob, DescribeTrainingJob, ListTrainingJobs, StopTrainingJob.
 
-The store keeps each job's state and answers as SageMaker does; ``include.emulator.jobs.runner``
+The record keeps each job's state and answers as SageMaker does; ``include.emulator.jobs.training_runner``
 really runs the job in a background thread and reports back through ``TrainingJob``'s methods.
 """
 from __future__ import annotations
 
-import base64
 import copy
-import datetime as dt
-import json
-import logging
-import threading
 
 from include.aws_shapes import service_model
 
-from ..errors import ResourceInUse, ValidationException, not_found
+from ..errors import ValidationException, not_found
 from ..faults import FaultTagError, faults_for
 from ..jobs.hosts import DEFAULT_CHECKPOINT_PATH
 from ..jobs.metrics import MetricPoint, MetricRecorder, compile_metric_definitions
-from ..jobs.runner import SHUTDOWN, TrainingRunner
 from ..jobs.tensorboard import DEFAULT_TENSORBOARD_PATH
-from .registry import operation
-from .tags import TagStore
-
-log = logging.getLogger(__name__)
+from ..jobs.training_runner import TrainingRunner
+from .job_records import TERMINAL, JobRecord, JobStore, job_operations
+from .times import utcnow
 
 DEFAULT_MAX_RUNTIME_SECONDS = 86_400  # SageMaker's default StoppingCondition: one day
 # Managed spot instances cost a fraction of on-demand; the local SageMaker bills spot seconds at
 # this fixed rate (a 70% saving), so BillableTimeInSeconds < TrainingTimeInSeconds as on SageMaker.
 SPOT_BILLING_RATE = 0.3
-DEFAULT_LIST_RESULTS = 10
-TERMINAL_STATUSES = {"Completed", "Failed", "Stopped"}
 
 # request members DescribeTrainingJob echoes back (everything it shares with CreateTrainingJob's input)
 _ECHOED = [
@@ -41,57 +32,40 @@ _ECHOED = [
 ]
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
 def _null(path: str) -> ValidationException:
     return ValidationException(
         f"1 validation error detected: Value null at '{path}' failed to satisfy constraint: Member must not be null"
     )
 
 
-class TrainingJob:
-    """One job's state. Mutations come from the runner thread and the API; all go through ``lock``."""
+class TrainingJob(JobRecord):
+    """One training job: SageMaker's secondary statuses, metrics, artifacts and billing on top of the record's."""
 
-    def __init__(
-        self, name: str, arn: str, region: str, request: dict, lock: threading.RLock, tuning_job_arn: str | None = None
-    ):
-        self.name = name
-        self.arn = arn
-        self.region = region
-        self.request = request
+    def __init__(self, name: str, arn: str, region: str, request: dict, tuning_job_arn: str | None = None):
+        super().__init__(name, arn, region, request)
         self.tuning_job_arn = tuning_job_arn
-        self._lock = lock
         self.metrics = MetricRecorder(request["AlgorithmSpecification"].get("MetricDefinitions"))
-        self.creation_time = _now()
-        self.last_modified_time = self.creation_time
-        self.status = "InProgress"
         self.secondary_status = "Starting"
         self.transitions: list[dict] = [
             {"Status": "Starting", "StartTime": self.creation_time, "StatusMessage": "Starting the training job"}
         ]
-        self.training_start_time: dt.datetime | None = None
-        self.training_end_time: dt.datetime | None = None
-        self.failure_reason: str | None = None
         self.model_artifacts: str | None = None
         self.training_seconds = 0.0  # what the job's attempts ran, summed (billing)
         self.stop_message: str | None = None  # why StopTrainingJob was called, when not by a user
-        self.runner: TrainingRunner | None = None
-        self.done = threading.Event()
 
     @property
-    def role_arn(self) -> str:
-        return self.request["RoleArn"]
+    def training_end_time(self):
+        # a job that never began training has no TrainingEndTime
+        return self.end_time if self.start_time is not None else None
 
     # --- reported by the runner -------------------------------------------------------------------
 
     def transition(self, secondary: str, message: str, *, status: str | None = None) -> None:
         """Enter a secondary status (or, if already in it, update its message)."""
-        with self._lock:
-            if self.status in TERMINAL_STATUSES:
+        with self.lock:
+            if self.status in TERMINAL:
                 return
-            now = _now()
+            now = utcnow()
             current = self.transitions[-1]
             if current["Status"] == secondary:
                 current["StatusMessage"] = message
@@ -103,42 +77,28 @@ class TrainingJob:
                 self.status = status
             self.last_modified_time = now
 
-    def mark_training_started(self) -> None:
-        with self._lock:
-            self.training_start_time = _now()
+    def enter_stopping(self, message: str | None = None) -> None:
+        """``message`` says why, when the caller is not a user (a tuning job's early stopping)."""
+        self.stop_message = message
+        self.transition("Stopping", message or "Stopping the training job", status="Stopping")
 
     def add_training_seconds(self, seconds: float) -> None:
-        with self._lock:
+        with self.lock:
             self.training_seconds += seconds
 
-    def finish(
-        self,
-        status: str,
-        secondary: str,
-        message: str,
-        *,
-        failure_reason: str | None = None,
-        model_artifacts: str | None = None,
-    ) -> None:
-        with self._lock:
-            if self.status in TERMINAL_STATUSES:
-                return
-            now = _now()
-            self.transitions[-1]["EndTime"] = now
-            self.transitions.append({"Status": secondary, "StartTime": now, "EndTime": now, "StatusMessage": message})
-            self.status = status
-            self.secondary_status = secondary
-            self.failure_reason = failure_reason
-            self.model_artifacts = model_artifacts
-            if self.training_start_time is not None:
-                self.training_end_time = now
-            self.last_modified_time = now
-        self.done.set()
+    def _ended(self, now, *, secondary: str, message: str, model_artifacts: str | None = None) -> None:
+        self.transitions[-1]["EndTime"] = now
+        self.transitions.append({"Status": secondary, "StartTime": now, "EndTime": now, "StatusMessage": message})
+        self.secondary_status = secondary
+        self.model_artifacts = model_artifacts
+
+    def fail(self, reason: str) -> None:
+        self.finish("Failed", failure_reason=reason, secondary="Failed", message="Training job failed")
 
     # --- answers ----------------------------------------------------------------------------------
 
     def describe(self) -> dict:
-        with self._lock:
+        with self.lock:
             body = {name: copy.deepcopy(self.request[name]) for name in _ECHOED if name in self.request}
             body.update(
                 TrainingJobName=self.name,
@@ -148,7 +108,7 @@ class TrainingJob:
                 SecondaryStatus=self.secondary_status,
                 FailureReason=self.failure_reason,
                 CreationTime=self.creation_time,
-                TrainingStartTime=self.training_start_time,
+                TrainingStartTime=self.start_time,
                 TrainingEndTime=self.training_end_time,
                 LastModifiedTime=self.last_modified_time,
                 SecondaryStatusTransitions=copy.deepcopy(self.transitions),
@@ -156,8 +116,8 @@ class TrainingJob:
             )
             if self.model_artifacts:
                 body["ModelArtifacts"] = {"S3ModelArtifacts": self.model_artifacts}
-            if self.training_start_time and self.training_end_time:
-                seconds = max(1, round((self.training_end_time - self.training_start_time).total_seconds()))
+            if self.start_time and self.training_end_time:
+                seconds = max(1, round((self.training_end_time - self.start_time).total_seconds()))
                 body["TrainingTimeInSeconds"] = seconds
                 body["BillableTimeInSeconds"] = self._billable_seconds(seconds)
             return body
@@ -172,17 +132,17 @@ class TrainingJob:
 
     def timeline(self) -> dict:
         """Status, times and failure at one instant (what a tuning job's summary of its child shows)."""
-        with self._lock:
+        with self.lock:
             return {
                 "CreationTime": self.creation_time,
-                "TrainingStartTime": self.training_start_time,
+                "TrainingStartTime": self.start_time,
                 "TrainingEndTime": self.training_end_time,
                 "TrainingJobStatus": self.status,
                 "FailureReason": self.failure_reason,
             }
 
     def summary(self) -> dict:
-        with self._lock:
+        with self.lock:
             return {
                 "TrainingJobName": self.name,
                 "TrainingJobArn": self.arn,
@@ -195,90 +155,35 @@ class TrainingJob:
             }
 
 
-class TrainingJobStore:
-    """All training jobs of the emulator, keyed by region and name (names are unique per account and region)."""
+class TrainingJobStore(JobStore):
+    """All training jobs of the emulator; a tuning job's children are training jobs too."""
 
-    def __init__(self, emulator):
-        self.emulator = emulator
-        self._lock = threading.RLock()
-        self._jobs: dict[tuple[str, str], TrainingJob] = {}
-        self._closed = False
+    resource_type = "training-job"
+    noun = "training job"
 
-    def create(self, ctx, params: dict, *, tuning_job_arn: str | None = None) -> TrainingJob:
+    def new_record(self, ctx, params: dict, *, tuning_job_arn: str | None = None) -> TrainingJob:
         request = normalized_training_request(params)
         name = request["TrainingJobName"]
-        arn = ctx.arn("training-job", name)
-        with self._lock:
-            if self._closed:
-                raise ValidationException("The local SageMaker is shutting down.")
-            key = (ctx.region, name.lower())  # the ARN is lower-cased, so names differing in case collide
-            if key in self._jobs:
-                raise ResourceInUse(
-                    "Training job names must be unique within an AWS account and region, and a training job "
-                    f"with this name already exists ({arn})"
-                )
-            job = TrainingJob(name, arn, ctx.region, request, self._lock, tuning_job_arn)
-            self._jobs[key] = job
-            ctx.emulator.store(TagStore).add(arn, params.get("Tags"))
-            # started under the lock, so shutdown() either refuses the job or sees its runner
-            job.runner = TrainingRunner(self.emulator, job).start()
-        return job
+        return TrainingJob(name, ctx.arn(self.resource_type, name), ctx.region, request, tuning_job_arn)
 
-    @property
-    def closed(self) -> bool:
-        """Shutting down: no job is created any more."""
-        return self._closed
+    def new_runner(self, record: TrainingJob) -> TrainingRunner:
+        return TrainingRunner(self.emulator, record)
 
-    def get(self, name: str, region: str | None = None) -> TrainingJob:
-        with self._lock:
-            job = self._jobs.get((region or self.emulator.settings.region, name.lower()))
-        if job is None:
-            raise not_found()
-        return job
+    def missing(self, name: str) -> ValidationException:
+        return not_found()
 
-    def stop(self, name: str, region: str | None = None, *, message: str | None = None) -> None:
-        """StopTrainingJob; ``message`` says why when the caller is not a user (a tuning job's early stopping)."""
-        job = self.get(name, region)
-        with self._lock:
-            if job.status != "InProgress":
-                raise ValidationException(f"The request was rejected because the training job is in status {job.status}.")
-            job.stop_message = message
-            job.transition("Stopping", message or "Stopping the training job", status="Stopping")
-        job.runner.request_stop()
+    def selected(self, record: TrainingJob, params: dict) -> bool:
+        if "WarmPoolStatusEquals" in params:
+            return False  # no warm pools here: KeepAlivePeriodInSeconds keeps nothing alive
+        plan = record.request["ResourceConfig"].get("TrainingPlanArn")
+        return "TrainingPlanArnEquals" not in params or plan == params["TrainingPlanArnEquals"]
 
     def metric_series(self, name: str, region: str | None = None) -> dict[str, list[MetricPoint]]:
         """Every value each MetricDefinition matched, in log order (for tuning strategies such as Hyperband)."""
         return self.get(name, region).metrics.series()
 
-    def wait(self, name: str, region: str | None = None, timeout: float | None = None) -> str:
-        """Block until the job ends (or ``timeout``); returns its TrainingJobStatus."""
-        job = self.get(name, region)
-        job.done.wait(timeout)
-        return job.status
 
-    def list(self, region: str, params: dict) -> dict:
-        with self._lock:
-            jobs = [job for (job_region, _), job in self._jobs.items() if job_region == region]
-        summaries = [job.summary() for job in jobs]
-        summaries = [summary for summary in summaries if _matches(summary, params)]
-        sort_key = {
-            "Name": lambda s: s["TrainingJobName"],
-            "Status": lambda s: s["TrainingJobStatus"],
-            "CreationTime": lambda s: s["CreationTime"],
-        }[params.get("SortBy", "CreationTime")]
-        summaries.sort(key=sort_key, reverse=params.get("SortOrder", "Descending") == "Descending")
-        return summaries_page(summaries, params, "TrainingJobSummaries")
-
-    def shutdown(self) -> None:
-        """Stop every running job and kill its process group, so no process outlives the emulator."""
-        with self._lock:
-            self._closed = True
-            runners = [job.runner for job in self._jobs.values() if job.runner and job.runner.alive]
-        for runner in runners:
-            runner.request_stop(SHUTDOWN)
-        for runner in runners:
-            if not runner.join(timeout=30):
-                log.warning("training job %s did not end within 30 s of shutdown", runner.job.name)
+job_operations(TrainingJobStore, "TrainingJob")
 
 
 def normalized_training_request(params: dict) -> dict:
@@ -334,92 +239,3 @@ def normalized_training_request(params: dict) -> dict:
     for flag in ("EnableNetworkIsolation", "EnableInterContainerTrafficEncryption", "EnableManagedSpotTraining"):
         request.setdefault(flag, False)
     return request
-
-
-def parse_timestamp(value) -> dt.datetime:
-    # awsJson1_1 sends timestamps as epoch seconds; accept ISO 8601 too, as the service does
-    if isinstance(value, (int, float)):
-        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
-    try:
-        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValidationException(f"Value '{value}' is not a valid timestamp.") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-
-
-def summary_matches(summary: dict, params: dict, name_field: str, status_field: str) -> bool:
-    """NameContains, StatusEquals and the Creation/LastModified time bounds of a List*Jobs request."""
-    if "NameContains" in params and params["NameContains"].lower() not in summary[name_field].lower():
-        return False
-    if "StatusEquals" in params and summary[status_field] != params["StatusEquals"]:
-        return False
-    for member, field_name, after in (
-        ("CreationTimeAfter", "CreationTime", True),
-        ("CreationTimeBefore", "CreationTime", False),
-        ("LastModifiedTimeAfter", "LastModifiedTime", True),
-        ("LastModifiedTimeBefore", "LastModifiedTime", False),
-    ):
-        if member in params:
-            bound = parse_timestamp(params[member])
-            if (summary[field_name] <= bound) if after else (summary[field_name] >= bound):
-                return False
-    return True
-
-
-def _matches(summary: dict, params: dict) -> bool:
-    if "WarmPoolStatusEquals" in params:
-        return False  # no warm pools here: KeepAlivePeriodInSeconds keeps nothing alive
-    if "TrainingPlanArnEquals" in params and summary["TrainingPlanArn"] != params["TrainingPlanArnEquals"]:
-        return False
-    return summary_matches(summary, params, "TrainingJobName", "TrainingJobStatus")
-
-
-def summaries_page(items: list[dict], params: dict, member: str) -> dict:
-    """One page of a List* answer ({member: [...], NextToken}), from MaxResults and NextToken."""
-    start = decode_next_token(params.get("NextToken"))
-    limit = params.get("MaxResults", DEFAULT_LIST_RESULTS)
-    answer: dict = {member: items[start : start + limit]}
-    if start + limit < len(items):
-        answer["NextToken"] = encode_next_token(start + limit)
-    return answer
-
-
-def encode_next_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
-def decode_next_token(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-        if isinstance(offset, int) and offset >= 0:
-            return offset
-    except Exception:
-        pass
-    raise ValidationException("Invalid pagination token because of the NextToken value.")
-
-
-def _store(ctx) -> TrainingJobStore:
-    return ctx.emulator.store(TrainingJobStore)
-
-
-@operation("CreateTrainingJob")
-def create_training_job(ctx, params):
-    return {"TrainingJobArn": _store(ctx).create(ctx, params).arn}
-
-
-@operation("DescribeTrainingJob")
-def describe_training_job(ctx, params):
-    return _store(ctx).get(params["TrainingJobName"], ctx.region).describe()
-
-
-@operation("ListTrainingJobs")
-def list_training_jobs(ctx, params):
-    return _store(ctx).list(ctx.region, params)
-
-
-@operation("StopTrainingJob")
-def stop_training_job(ctx, params):
-    _store(ctx).stop(params["TrainingJobName"], ctx.region)
-    return {}

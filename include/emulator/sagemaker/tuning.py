@@ -1,7 +1,7 @@
 """Hyperparameter tuning jobs: CreateHyperParameterTuningJob, DescribeHyperParameterTuningJob,
 ListHyperParameterTuningJobs, StopHyperParameterTuningJob, ListTrainingJobsForHyperParameterTuningJob.
 
-The store keeps each tuning job's state and answers as SageMaker does; ``include.emulator.tuning``
+The record keeps each tuning job's state and answers as SageMaker does; ``include.emulator.tuning``
 checks the request (``definitions``), proposes hyperparameters (``strategies``), stops weak
 children early (``early_stopping``) and runs the job (``runner``). Children are real training jobs
 of the TrainingJobStore, linked by TuningJobArn.
@@ -9,26 +9,23 @@ of the TrainingJobStore, linked by TuningJobArn.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import threading
 from dataclasses import dataclass, field
 
-from ..errors import ResourceInUse, ResourceNotFound, ValidationException
+from ..errors import ResourceNotFound, ValidationException
 from ..faults import FaultTagError, faults_for
+from ..jobs.runner import STOP
 from ..tuning.definitions import TUNING_OBJECTIVE_HYPERPARAMETER, Definition, prepare
 from ..tuning.runner import RUNNING, TuningRunner
 from ..tuning.strategies import Proposal
-from .registry import operation
-from .tags import TagStore
-from .training import TrainingJobStore, summaries_page, summary_matches
+from .job_records import JobRecord, JobStore, job_operations
+from .listing import list_page
+from .operations import operation
+from .times import utcnow
+from .training import TrainingJobStore
 
-TERMINAL_STATUSES = {"Completed", "Failed", "Stopped"}
 # BestObjectiveNotImproving counts a job as an improvement only when it beats the best by 1% or more
 IMPROVEMENT = 0.01
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 @dataclass
@@ -47,40 +44,31 @@ class Outcome:
     value: float | None  # the final objective (the last value the objective metric took)
 
 
-class TuningJob:
-    """One tuning job's state. The runner thread and the API both go through ``_lock``."""
+class TuningJob(JobRecord):
+    """One tuning job: its children and what they achieved, on top of the record's statuses and times."""
 
-    def __init__(self, name: str, arn: str, region: str, request: dict, definitions: list[Definition], tags: list | None):
-        self.name = name
-        self.arn = arn
-        self.region = region
-        self.request = request
+    def __init__(self, name: str, arn: str, region: str, request: dict, definitions: list[Definition],
+                 tags: list | None, training: TrainingJobStore):
+        super().__init__(name, arn, region, request)
         self.definitions = definitions
-        self.tags = tags
-        self._lock = threading.RLock()
+        self.tags = tags  # every child gets them
+        self.training = training  # where the children run
         self.children: list[ChildJob] = []
-        self.status = "InProgress"
-        self.creation_time = _now()
-        self.last_modified_time = self.creation_time
-        self.end_time: dt.datetime | None = None
-        self.failure_reason: str | None = None
         self.launching_finished = False
-        self.wakeup = threading.Event()
-        self.done = threading.Event()
+        self.wakeup = threading.Event()  # the runner looks again now (a stop), not at its next poll
         self.best_value: float | None = None
         self.jobs_not_improving = 0
         self.succeeded_count = 0
         self.failed_objective_count = 0
         self._turn = 0
-        self.runner: TuningRunner | None = None
 
     @property
     def maximize(self) -> bool:
         return self.definitions[0].maximize
 
-    @property
-    def stop_requested(self) -> bool:
-        return self.status == "Stopping"
+    def request_stop(self, reason: str = STOP) -> None:
+        super().request_stop(reason)
+        self.wakeup.set()
 
     # --- reported by the runner -------------------------------------------------------------------
 
@@ -92,19 +80,19 @@ class TuningJob:
         self._turn += 1
         return live[(self._turn - 1) % len(live)]
 
-    def launch_child(self, definition: Definition, proposal: Proposal, training: TrainingJobStore) -> ChildJob:
+    def launch_child(self, definition: Definition, proposal: Proposal) -> ChildJob:
         index = len(self.children) + 1
         request = definition.child_request(self.name, index, proposal.hyperparameters, self.tags)
-        job = training.create(training.emulator.context(self.region), request, tuning_job_arn=self.arn)
+        job = self.training.create(self.training.emulator.context(self.region), request, tuning_job_arn=self.arn)
         child = ChildJob(job.name, job.arn, definition, proposal)
-        with self._lock:
+        with self.lock:
             self.children.append(child)
-            self.last_modified_time = _now()
+            self.last_modified_time = utcnow()
         return child
 
     def record_result(self, child: ChildJob, value: float | None) -> None:
         """A child's final objective, in the order children finish (for the completion criteria)."""
-        with self._lock:
+        with self.lock:
             if value is None:
                 self.failed_objective_count += 1
                 self.jobs_not_improving += 1
@@ -116,7 +104,7 @@ class TuningJob:
                     self.jobs_not_improving += 1
                 if self.best_value is None or self._better(value, self.best_value):
                     self.best_value = value
-            self.last_modified_time = _now()
+            self.last_modified_time = utcnow()
 
     def _better(self, value: float, than: float) -> bool:
         return value > than if self.maximize else value < than
@@ -126,27 +114,8 @@ class TuningJob:
         return value >= best + margin if self.maximize else value <= best - margin
 
     def finish_launching(self, reason: str) -> None:
-        with self._lock:
+        with self.lock:
             self.launching_finished = True
-
-    def finish(self, status: str, failure_reason: str | None = None) -> None:
-        with self._lock:
-            if self.status in TERMINAL_STATUSES:
-                return
-            self.status = status
-            self.failure_reason = failure_reason
-            self.end_time = self.last_modified_time = _now()
-        self.done.set()
-
-    def request_stop(self) -> None:
-        with self._lock:
-            if self.status != "InProgress":
-                raise ValidationException(
-                    f"The request was rejected because the hyperparameter tuning job is in status {self.status}."
-                )
-            self.status = "Stopping"
-            self.last_modified_time = _now()
-        self.wakeup.set()
 
     # --- answers ----------------------------------------------------------------------------------
 
@@ -161,8 +130,8 @@ class TuningJob:
             return Outcome("Failed", None)
         return Outcome("Succeeded", value)
 
-    def child_summary(self, child: ChildJob, training: TrainingJobStore) -> dict:
-        training_job = training.get(child.name, self.region)
+    def child_summary(self, child: ChildJob) -> dict:
+        training_job = self.training.get(child.name, self.region)
         timeline = training_job.timeline()
         outcome = self.outcome(child, training_job, timeline["TrainingJobStatus"])
         summary = {
@@ -208,10 +177,9 @@ class TuningJob:
                 best = summary
         return best
 
-    def describe(self, training: TrainingJobStore) -> dict:
-        with self._lock:
-            children = list(self.children)
-            summaries = [self.child_summary(child, training) for child in children]
+    def describe(self) -> dict:
+        with self.lock:
+            summaries = [self.child_summary(child) for child in self.children]
             jobs, objectives = self._counters(summaries)
             body = {
                 "HyperParameterTuningJobName": self.name,
@@ -227,7 +195,7 @@ class TuningJob:
                 "FailureReason": self.failure_reason,
                 "TuningJobCompletionDetails": {"NumberOfTrainingJobsObjectiveNotImproving": self.jobs_not_improving},
                 "ConsumedResources": {
-                    "RuntimeInSeconds": int(((self.end_time or _now()) - self.creation_time).total_seconds())
+                    "RuntimeInSeconds": int(((self.end_time or utcnow()) - self.creation_time).total_seconds())
                 },
             }
             for member in ("TrainingJobDefinition", "TrainingJobDefinitions"):
@@ -235,9 +203,9 @@ class TuningJob:
                     body[member] = _with_objective_hyperparameter(self.request[member], self.definitions)
             return body
 
-    def summary(self, training: TrainingJobStore) -> dict:
-        with self._lock:
-            summaries = [self.child_summary(child, training) for child in self.children]
+    def summary(self) -> dict:
+        with self.lock:
+            summaries = [self.child_summary(child) for child in self.children]
             jobs, objectives = self._counters(summaries)
             return {
                 "HyperParameterTuningJobName": self.name,
@@ -262,20 +230,18 @@ def _with_objective_hyperparameter(definitions: dict | list, parsed: list[Defini
     return echoed
 
 
-class TuningJobStore:
-    """All tuning jobs of the emulator, keyed by region and name."""
+class TuningJobStore(JobStore):
+    """All tuning jobs of the emulator; their children are jobs of the TrainingJobStore."""
 
-    def __init__(self, emulator):
-        self.emulator = emulator
-        self._lock = threading.RLock()
-        self._jobs: dict[tuple[str, str], TuningJob] = {}
-        self._closed = False
+    resource_type = "hyper-parameter-tuning-job"
+    noun = "hyperparameter tuning job"
+    default_sort = ("Name", "Ascending")
 
     @property
     def training(self) -> TrainingJobStore:
         return self.emulator.store(TrainingJobStore)
 
-    def create(self, ctx, params: dict) -> TuningJob:
+    def new_record(self, ctx, params: dict) -> TuningJob:
         tags = params.get("Tags")
         try:
             faults_for(tags)  # the children inherit the tags: a typo must show now
@@ -283,105 +249,42 @@ class TuningJobStore:
             raise ValidationException(str(exc)) from exc
         request, definitions = prepare({key: value for key, value in params.items() if key != "Tags"})
         name = request["HyperParameterTuningJobName"]
-        arn = ctx.arn("hyper-parameter-tuning-job", name)
-        with self._lock:
-            if self._closed:
-                raise ValidationException("The local SageMaker is shutting down.")
-            key = (ctx.region, name.lower())
-            if key in self._jobs:
-                raise ResourceInUse(
-                    "Hyperparameter tuning job names must be unique within an AWS account and region, and a "
-                    f"hyperparameter tuning job with this name already exists ({arn})"
-                )
-            job = TuningJob(name, arn, ctx.region, request, definitions, tags)
-            self._jobs[key] = job
-            ctx.emulator.store(TagStore).add(arn, tags)
-            job.runner = TuningRunner(self.emulator, job, self.training).start()
-        return job
+        return TuningJob(name, ctx.arn(self.resource_type, name), ctx.region, request, definitions, tags, self.training)
 
-    def get(self, name: str, region: str | None = None) -> TuningJob:
-        with self._lock:
-            job = self._jobs.get((region or self.emulator.settings.region, name.lower()))
-        if job is None:
-            raise ResourceNotFound(f"Amazon SageMaker can't find a tuning job with name {name}")
-        return job
+    def new_runner(self, record: TuningJob) -> TuningRunner:
+        return TuningRunner(self.emulator, record)
 
-    def stop(self, name: str, region: str | None = None) -> None:
-        self.get(name, region).request_stop()
-
-    def wait(self, name: str, region: str | None = None, timeout: float | None = None) -> str:
-        job = self.get(name, region)
-        job.done.wait(timeout)
-        return job.status
-
-    def list(self, region: str, params: dict) -> dict:
-        with self._lock:
-            jobs = [job for (job_region, _), job in self._jobs.items() if job_region == region]
-        summaries = [job.summary(self.training) for job in jobs]
-        summaries = [s for s in summaries
-                     if summary_matches(s, params, "HyperParameterTuningJobName", "HyperParameterTuningJobStatus")]
-        sort_key = {
-            "Name": lambda s: s["HyperParameterTuningJobName"],
-            "Status": lambda s: s["HyperParameterTuningJobStatus"],
-            "CreationTime": lambda s: s["CreationTime"],
-        }[params.get("SortBy", "Name")]
-        summaries.sort(key=sort_key, reverse=params.get("SortOrder", "Ascending") == "Descending")
-        return summaries_page(summaries, params, "HyperParameterTuningJobSummaries")
+    def missing(self, name: str) -> ResourceNotFound:
+        return ResourceNotFound(f"Amazon SageMaker can't find a tuning job with name {name}")
 
     def list_children(self, name: str, region: str, params: dict) -> dict:
+        """ListTrainingJobsForHyperParameterTuningJob."""
         job = self.get(name, region)
-        with job._lock:
+        with job.lock:
             children = list(job.children)
-        summaries = [job.child_summary(child, self.training) for child in children]
-        if "StatusEquals" in params:
-            summaries = [s for s in summaries if s["TrainingJobStatus"] == params["StatusEquals"]]
-        sort_by = params.get("SortBy", "Name")
-        if sort_by == "FinalObjectiveMetricValue":
+        sort_by = params.get("SortBy") or "Name"
+        page, next_token = list_page(
+            [job.child_summary(child) for child in children],
+            params,
+            status=lambda summary: summary["TrainingJobStatus"],
             # as documented: jobs that did not report an objective are left out of this order
-            summaries = [s for s in summaries if "FinalHyperParameterTuningJobObjectiveMetric" in s]
-        sort_key = {
-            "Name": lambda s: s["TrainingJobName"],
-            "CreationTime": lambda s: s["CreationTime"],
-            "Status": lambda s: s["TrainingJobStatus"],
-            "FinalObjectiveMetricValue": lambda s: s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"],
-        }[sort_by]
-        summaries.sort(key=sort_key, reverse=params.get("SortOrder", "Ascending") == "Descending")
-        return summaries_page(summaries, params, "TrainingJobSummaries")
-
-    def shutdown(self) -> None:
-        with self._lock:
-            self._closed = True
-            runners = [job.runner for job in self._jobs.values() if job.runner and job.runner.alive]
-        for runner in runners:
-            runner.shutdown()
+            keep=lambda summary: (sort_by != "FinalObjectiveMetricValue"
+                                  or "FinalHyperParameterTuningJobObjectiveMetric" in summary),
+            sort_keys={
+                "Name": lambda summary: summary["TrainingJobName"],
+                "CreationTime": lambda summary: summary["CreationTime"],
+                "Status": lambda summary: summary["TrainingJobStatus"],
+                "FinalObjectiveMetricValue":
+                    lambda summary: summary["FinalHyperParameterTuningJobObjectiveMetric"]["Value"],
+            },
+            default_sort=("Name", "Ascending"),
+        )
+        return {"TrainingJobSummaries": page, "NextToken": next_token}
 
 
-def _store(ctx) -> TuningJobStore:
-    return ctx.emulator.store(TuningJobStore)
-
-
-@operation("CreateHyperParameterTuningJob")
-def create_hyper_parameter_tuning_job(ctx, params):
-    return {"HyperParameterTuningJobArn": _store(ctx).create(ctx, params).arn}
-
-
-@operation("DescribeHyperParameterTuningJob")
-def describe_hyper_parameter_tuning_job(ctx, params):
-    store = _store(ctx)
-    return store.get(params["HyperParameterTuningJobName"], ctx.region).describe(store.training)
-
-
-@operation("ListHyperParameterTuningJobs")
-def list_hyper_parameter_tuning_jobs(ctx, params):
-    return _store(ctx).list(ctx.region, params)
-
-
-@operation("StopHyperParameterTuningJob")
-def stop_hyper_parameter_tuning_job(ctx, params):
-    _store(ctx).stop(params["HyperParameterTuningJobName"], ctx.region)
-    return {}
+job_operations(TuningJobStore, "HyperParameterTuningJob")
 
 
 @operation("ListTrainingJobsForHyperParameterTuningJob")
 def list_training_jobs_for_hyper_parameter_tuning_job(ctx, params):
-    return _store(ctx).list_children(params["HyperParameterTuningJobName"], ctx.region, params)
+    return ctx.emulator.store(TuningJobStore).list_children(params["HyperParameterTuningJobName"], ctx.region, params)

@@ -14,10 +14,10 @@ A background thread loops every ``poll_seconds``:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from ..errors import AwsError
+from ..jobs.runner import SHUTDOWN, JobRunner
 
 log = logging.getLogger(__name__)
 
@@ -27,54 +27,32 @@ FAILED_ATTEMPTS_BEFORE_GIVING_UP = 5
 RUNNING = ("InProgress", "Stopping")
 
 
-class TuningRunner:
+class TuningRunner(JobRunner):
+    kind = "tuning"
     poll_seconds = 0.5
 
-    def __init__(self, emulator, job, training_store):
-        self.emulator = emulator
-        self.job = job
-        self.training = training_store
-        self._shutdown = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"tuning:{job.name}", daemon=True)
+    def __init__(self, emulator, job):
+        super().__init__(emulator, job)
+        self.training = job.training  # the TrainingJobStore the children run in
         self._started = time.monotonic()
 
-    def start(self) -> "TuningRunner":
-        self._thread.start()
-        return self
+    def crashed(self, exc: Exception) -> None:
+        if self.stop_reason == SHUTDOWN or self.training.closed:
+            self.job.finish("Stopped")  # the emulator shut down under it
+            return
+        log.exception("tuning job %s failed inside the local SageMaker", self.job.name)
+        self._stop_running_children("Stopped: its hyperparameter tuning job failed")
+        self.job.fail(f"InternalServerError: {exc}")
 
-    def wake(self) -> None:
-        """Look again now (a stop request)."""
-        self.job.wakeup.set()
-
-    def shutdown(self, timeout: float = 10) -> None:
-        self._shutdown.set()
-        self.wake()
-        self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception as exc:  # a bug of ours still ends the job, with a reason that says so
-            if self._shutdown.is_set() or self.training.closed:
-                self.job.finish("Stopped")  # the emulator shut down under it
-                return
-            log.exception("tuning job %s failed inside the local SageMaker", self.job.name)
-            self._stop_running_children("Stopped: its hyperparameter tuning job failed")
-            self.job.finish("Failed", failure_reason=f"InternalServerError: {exc}")
-
-    def _loop(self) -> None:
+    def run(self) -> None:
         job = self.job
         while True:
-            if self._shutdown.is_set():
-                job.finish("Stopped", failure_reason=None)  # the training store stops the children itself
+            if self.stop_reason == SHUTDOWN:
+                job.finish("Stopped")  # the training store stops the children itself
                 return
             self._report_finished()
             self._apply_early_stopping()
-            if job.stop_requested:
+            if self.stop_reason:  # StopHyperParameterTuningJob
                 self._stop_running_children("Stopped by StopHyperParameterTuningJob")
                 if not self._running():
                     job.finish("Stopped")
@@ -174,7 +152,7 @@ class TuningRunner:
             if proposal is None:
                 definition.exhausted = True
                 continue
-            job.launch_child(definition, proposal, self.training)
+            job.launch_child(definition, proposal)
 
     # --- ending -----------------------------------------------------------------------------------
 

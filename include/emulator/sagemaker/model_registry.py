@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from include.aws_shapes import service_model
 
 from ..errors import AwsError, ValidationException
-from .hosting_common import list_page, utcnow
-from .registry import operation
+from .listing import list_page
+from .operations import operation
 from .tags import TagStore
+from .times import utcnow
 
 _VERSIONED, _UNVERSIONED = "Versioned", "Unversioned"
 

@@ -1,4 +1,4 @@
-"""Operation registry: ``@operation("CreateTrainingJob")`` binds a handler to its wire name.
+"""The operation table: ``@operation("CreateTrainingJob")`` binds a handler to its wire name.
 
 A handler takes (ctx, params) and returns the response dict; it raises an ``AwsError`` to answer
 with an error. Requests reach it already validated against botocore's service model.
