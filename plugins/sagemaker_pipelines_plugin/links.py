@@ -64,11 +64,14 @@ DELETED_MODEL = SageMakerResource("Model", "models", (), request_keys=(("ModelNa
 # SageMakerRegisterModelVersionOperator returns the version's ARN; before that only its group is known
 MODEL_PACKAGE = SageMakerResource("ModelPackage", "model-registry", ())
 MODEL_PACKAGE_GROUP = SageMakerResource("ModelPackageGroup", "model-registry", (), request_field="package_group_name")
+# the standing endpoint's deploy task returns {"endpoint_name": ...}; the approval task names its version's ARN
+STANDING_ENDPOINT = SageMakerResource("Endpoint", "endpoints", ("endpoint_name",), request_field="endpoint_name")
+APPROVED_PACKAGE = SageMakerResource("ModelPackage", "model-registry", ("__none__",), request_field="model_package_arn")
 
 
 def console_url(resource: SageMakerResource, name: str, region: str) -> str:
     """The resource's page in the AWS console of the region's partition."""
-    if resource is MODEL_PACKAGE:  # a version's page is its group's registry page
+    if resource.describe == "ModelPackage":  # a version's page is its group's registry page
         name = name.rsplit(":", 1)[-1].split("/")[1] if name.startswith("arn:") else name
     domain = BaseAwsLink.get_aws_domain(_partition(region)) or "aws.amazon.com"
     return CONSOLE_URL.format(region=region, domain=domain, path=resource.console_path, name=quote(name, safe=""))
@@ -227,10 +230,25 @@ class SageMakerModelVersionLink(SageMakerResourceLink):
         return (MODEL_PACKAGE_GROUP, group) if isinstance(group, str) and group else None
 
 
+class SageMakerStandingEndpointLink(SageMakerEndpointLink):
+    """The standing endpoint a guarded update deploys to."""
+
+    resource = STANDING_ENDPOINT
+    operator_paths = ("sagemaker_pipelines_plugin.standing_endpoint:SageMakerDeployStandingEndpointOperator",)
+
+
+class SageMakerApprovalLink(SageMakerResourceLink):
+    """The version a person approves or rejects (its group's registry page in the console)."""
+
+    name = "SageMaker Model Registry"
+    resource = APPROVED_PACKAGE
+    operator_paths = ("sagemaker_pipelines_plugin.approval:SageMakerModelApprovalOperator",)
+
+
 ALL_LINKS: tuple[type[SageMakerResourceLink], ...] = (
     SageMakerTrainingJobLink, SageMakerTuningJobLink, SageMakerTransformLink, SageMakerProcessingJobLink,
     SageMakerModelLink, SageMakerDeletedModelLink, SageMakerEndpointConfigLink, SageMakerEndpointLink, SageMakerDeletedEndpointLink,
-    SageMakerModelVersionLink,
+    SageMakerModelVersionLink, SageMakerStandingEndpointLink, SageMakerApprovalLink,
 )
 
 
