@@ -11,6 +11,7 @@ import pytest
 
 from include.datasets import acoustic_shield
 from include.datasets.acoustic_shield import LABELS
+from include.pipelines.config import load_workload
 from tests.source_modules import import_source, with_shared_modules
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "acoustic_shield"
@@ -38,14 +39,19 @@ def run_training(job_dir: Path, channels: dict[str, Path], *flags: str) -> subpr
                           capture_output=True, text=True, timeout=600)
 
 
-def metric_values(train, log: str) -> dict[str, list[float]]:
-    """What SageMaker's MetricDefinitions extract from the log, line by line."""
+def metric_definitions() -> list:
+    """SageMaker's MetricDefinitions of the job: the workload YAML's, the one place they are written."""
+    return load_workload("acoustic_shield", "local").training.metric_definitions
+
+
+def metric_values(log: str) -> dict[str, list[float]]:
+    """What SageMaker's MetricDefinitions (the workload YAML's) extract from the log, line by line."""
     values = {}
     for line in log.splitlines():
-        for definition in train.METRIC_DEFINITIONS:
-            match = re.search(definition["Regex"], line)
+        for definition in metric_definitions():
+            match = re.search(definition.regex, line)
             if match:
-                values.setdefault(definition["Name"], []).append(float(match.group(1)))
+                values.setdefault(definition.name, []).append(float(match.group(1)))
     return values
 
 
@@ -64,13 +70,14 @@ def trained(tmp_path_factory, data_dir):
 
 
 @pytest.mark.slow
-def test_training_logs_one_metric_line_per_epoch_and_the_best(train, trained):
-    _, log = trained
+def test_training_logs_one_metric_line_per_epoch_and_the_best(trained):
+    job_dir, log = trained
     epoch_lines = [line for line in log.splitlines() if line.startswith("epoch=")]
     line_format = (r"epoch=\d+ train_loss=\d+\.\d{4} val_loss=\d+\.\d{4} val_accuracy=[01]\.\d{4} "
                    r"val_macro_f1=[01]\.\d{4} lr=\d\.\d{2}e[-+]\d{2} epoch_seconds=\d+\.\d")
     assert len(epoch_lines) == 4 and all(re.fullmatch(line_format, line) for line in epoch_lines), epoch_lines
-    metrics = metric_values(train, log)
+    metrics = metric_values(log)
+    assert set(metrics) == {definition.name for definition in metric_definitions()}  # every regex finds its line
     assert metrics["epoch"] == [1, 2, 3, 4]
     for name in ("train:loss", "validation:loss", "validation:accuracy", "validation:macro_f1", "learning_rate"):
         assert len(metrics[name]) == 4, name  # once per epoch, never from the best_ line
@@ -79,11 +86,20 @@ def test_training_logs_one_metric_line_per_epoch_and_the_best(train, trained):
     assert metrics["best:validation:accuracy"] == [metrics["validation:accuracy"][best_epoch]]
     assert metrics["learning_rate"][-1] == 0  # linear decay ends at zero
 
+    # the numbers the regexes read are the ones train.py measured (metrics.json keeps them unrounded)
+    history = json.loads((job_dir / "output" / "data" / "metrics.json").read_text())["history"]
+    printed = {"train:loss": ("train_loss", 5e-5), "validation:loss": ("val_loss", 5e-5),
+               "validation:accuracy": ("val_accuracy", 5e-5), "validation:macro_f1": ("val_macro_f1", 5e-5),
+               "epoch_seconds": ("epoch_seconds", 0.05)}
+    for name, (key, tolerance) in printed.items():
+        assert metrics[name] == pytest.approx([entry[key] for entry in history], abs=tolerance), name
+    assert metrics["learning_rate"] == pytest.approx([entry["lr"] for entry in history], rel=5e-3)  # lr=2.50e-05
+
 
 @pytest.mark.slow
-def test_training_learns_the_synthetic_classes(train, trained):
+def test_training_learns_the_synthetic_classes(trained):
     _, log = trained
-    metrics = metric_values(train, log)
+    metrics = metric_values(log)
     assert metrics["train:loss"][-1] < metrics["train:loss"][0]
     assert metrics["best:validation:macro_f1"][0] >= 0.5  # the local gate; chance is 0.25
 
@@ -223,3 +239,26 @@ def test_learning_rate_warms_up_then_decays_to_zero(train):
     factors = [train.lr_factor(step, 4, 12) for step in range(12)]
     assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
     assert factors[4:] == sorted(factors[4:], reverse=True) and train.lr_factor(12, 4, 12) == 0
+
+
+def test_metric_definitions_fit_the_sagemaker_api():
+    from include.aws_shapes import request_problems
+
+    request = {
+        "TrainingJobName": "acoustic-shield", "RoleArn": "arn:aws:iam::123456789012:role/SageMakerExecutionRole",
+        "AlgorithmSpecification": {"TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-training:2.1.0-transformers4.36.0-cpu-py310-ubuntu22.04", "TrainingInputMode": "File",
+                                   "MetricDefinitions": [{"Name": m.name, "Regex": m.regex} for m in metric_definitions()]},
+        "OutputDataConfig": {"S3OutputPath": "s3://bucket/out"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+    assert request_problems("sagemaker", "CreateTrainingJob", request) == []
+
+
+def test_metric_regexes_tell_the_epoch_and_best_lines_apart():
+    log = ("epoch=2 train_loss=1.2345 val_loss=1.1000 val_accuracy=0.6012 val_macro_f1=0.5871 lr=2.50e-05 epoch_seconds=12.3\n"
+           "best_epoch=2 best_val_macro_f1=0.5900 best_val_accuracy=0.6100")
+    assert metric_values(log) == {
+        "epoch": [2], "train:loss": [1.2345], "validation:loss": [1.1], "validation:accuracy": [0.6012],
+        "validation:macro_f1": [0.5871], "learning_rate": [2.5e-05], "epoch_seconds": [12.3],
+        "best:validation:macro_f1": [0.59], "best:validation:accuracy": [0.61]}

@@ -54,12 +54,16 @@ def run_training(job_dir: Path, train_dir: Path, *flags: str, env: dict | None =
                           capture_output=True, text=True, timeout=600)
 
 
+def metric_definitions() -> list:
+    """SageMaker's MetricDefinitions of the job: the workload YAML's, the one place they are written."""
+    return load_workload("brain_to_text", "local").training.metric_definitions
+
+
 def metric_values(log: str) -> dict[str, list[float]]:
     """What SageMaker's MetricDefinitions (the workload YAML's) extract from the log, line by line."""
-    definitions = load_workload("brain_to_text", "local").training.metric_definitions
     values = {}
     for line in log.splitlines():
-        for definition in definitions:
+        for definition in metric_definitions():
             match = re.search(definition.regex, line)
             if match:
                 values.setdefault(definition.name, []).append(float(match.group(1)))
@@ -75,8 +79,8 @@ def trained(tmp_path_factory, data_dir):
 
 
 @pytest.mark.slow
-def test_log_lines_carry_the_metrics_the_definitions_read(train_module, trained):
-    _, log = trained
+def test_log_lines_carry_the_metrics_the_definitions_read(trained):
+    job_dir, log = trained
     train_lines = [line for line in log.splitlines() if line.startswith("Train batch")]
     assert [int(line.split()[2].rstrip(":")) for line in train_lines] == list(range(0, 300, 25))
     assert all(re.fullmatch(r"Train batch \d+: loss: \d+\.\d\d grad norm: \d+\.\d\d time: \d+\.\d{3}", line)
@@ -87,11 +91,15 @@ def test_log_lines_carry_the_metrics_the_definitions_read(train_module, trained)
                for line in val_lines), val_lines
 
     metrics = metric_values(log)
+    assert set(metrics) == {definition.name for definition in metric_definitions()}  # every regex finds its line
     assert len(metrics["train:loss"]) == len(metrics["train:grad_norm"]) == 12
     assert len(metrics["validation:der"]) == len(metrics["validation:ctc_loss"]) == 4
     assert metrics["validation:best_der"] == [min(metrics["validation:der"])]
-    yaml_definitions = [{"Name": m.name, "Regex": m.regex} for m in load_workload("brain_to_text").training.metric_definitions]
-    assert yaml_definitions == train_module.METRIC_DEFINITIONS  # one definition of the log format
+    # the validation numbers the regexes read are the ones train.py measured (metrics.json keeps them unrounded)
+    measured = json.loads((job_dir / "output" / "data" / "metrics.json").read_text())
+    assert metrics["validation:der"] == pytest.approx([entry["avg_DER"] for entry in measured["history"]], abs=5e-5)
+    assert metrics["validation:ctc_loss"] == pytest.approx([entry["avg_loss"] for entry in measured["history"]], abs=5e-5)
+    assert metrics["validation:best_der"] == pytest.approx([measured["best_DER"]], abs=5e-5)
 
 
 @pytest.mark.slow
@@ -290,3 +298,29 @@ def test_a_truncated_session_file_fails_the_job_naming_it(sagemaker_client, s3_c
     reason = job["FailureReason"]
     assert f"TrialDataError: {uri}/t15.2025.01.06/data_train.hdf5: cannot be opened as HDF5" in reason, reason
     assert "truncated" in reason
+
+
+def test_metric_definitions_fit_the_sagemaker_api():
+    from include.aws_shapes import request_problems
+
+    request = {
+        "TrainingJobName": "brain-to-text", "RoleArn": "arn:aws:iam::123456789012:role/SageMakerExecutionRole",
+        "AlgorithmSpecification": {"TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311", "TrainingInputMode": "File",
+                                   "MetricDefinitions": [{"Name": m.name, "Regex": m.regex} for m in metric_definitions()]},
+        "OutputDataConfig": {"S3OutputPath": "s3://bucket/out"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+    assert request_problems("sagemaker", "CreateTrainingJob", request) == []
+
+
+def test_metric_regexes_read_only_the_lines_meant_for_them():
+    log = "\n".join([
+        "Train batch 200: loss: 5.21 grad norm: 8.43 time: 0.538",
+        "Val batch 1500: DER (avg): 0.7654 CTC Loss (avg): 1.2345 time: 3.210",
+        "t15.2023.08.13 val DER: 0.7012",
+        "New best val DER 0.8000 --> 0.7654 (CTC loss 1.2345)",
+        "Best avg val DER achieved: 0.7654",
+    ])
+    assert metric_values(log) == {"train:loss": [5.21], "train:grad_norm": [8.43], "validation:der": [0.7654],
+                                  "validation:ctc_loss": [1.2345], "validation:best_der": [0.7654]}

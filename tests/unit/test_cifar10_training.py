@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from include.datasets import cifar10
+from include.pipelines.config import load_workload
 from tests.source_modules import with_shared_modules
 from tests.unit.test_cifar10_inference import SOURCE_DIR, import_source
 
@@ -42,14 +43,19 @@ def run_training(job_dir: Path, train_dir: Path, *flags: str) -> subprocess.Comp
                           capture_output=True, text=True, timeout=900)
 
 
-def metric_values(train_module, log: str) -> dict[str, list[float]]:
-    """What SageMaker's MetricDefinitions extract from the log, line by line."""
+def metric_definitions() -> list:
+    """SageMaker's MetricDefinitions of the job: the workload YAML's, the one place they are written."""
+    return load_workload("cifar10", "local").training.metric_definitions
+
+
+def metric_values(log: str) -> dict[str, list[float]]:
+    """What SageMaker's MetricDefinitions (the workload YAML's) extract from the log, line by line."""
     values = {}
     for line in log.splitlines():
-        for definition in train_module.METRIC_DEFINITIONS:
-            match = re.search(definition["Regex"], line)
+        for definition in metric_definitions():
+            match = re.search(definition.regex, line)
             if match:
-                values.setdefault(definition["Name"], []).append(float(match.group(1)))
+                values.setdefault(definition.name, []).append(float(match.group(1)))
     return values
 
 
@@ -62,26 +68,53 @@ def trained(tmp_path_factory, data_dir):
 
 
 @pytest.mark.slow
-def test_training_logs_one_metric_line_per_epoch(train_module, trained):
+def test_training_logs_one_metric_line_per_epoch(trained):
     _, log = trained
     epoch_lines = [line for line in log.splitlines() if line.startswith("epoch=")]
     assert len(epoch_lines) == 2
     line_format = (r"epoch=\d+ train_loss=\d+\.\d{4} train_accuracy=[01]\.\d{4} val_loss=\d+\.\d{4} "
                    r"val_accuracy=[01]\.\d{4} lr=\d+\.\d{4} epoch_seconds=\d+\.\d")
     assert all(re.fullmatch(line_format, line) for line in epoch_lines), epoch_lines
-
-    metrics = metric_values(train_module, log)
-    assert metrics["epoch"] == [1, 2]
-    for name in ("train:loss", "train:accuracy", "validation:loss", "validation:accuracy", "learning_rate", "epoch_seconds"):
-        assert len(metrics[name]) == 2, name  # once per epoch, never from the best_val_accuracy line
-    assert metrics["best:validation:accuracy"] == [max(metrics["validation:accuracy"])]
     assert re.search(r"^best_val_accuracy=[01]\.\d{4}$", log, re.M)
 
 
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Two epochs on 80 images: only the log and metrics.json matter here, not what the model learns."""
+    data = cifar10.generate(tmp_path_factory.mktemp("cifar10-tiny"), train_per_class=8, test_per_class=2)
+    job_dir = tmp_path_factory.mktemp("job-tiny")
+    result = run_training(job_dir, data, "--epochs", "2", "--batch-size", "32", "--num-workers", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout, json.loads((job_dir / "output" / "data" / "metrics.json").read_text())
+
+
 @pytest.mark.slow
-def test_training_learns_the_synthetic_classes(train_module, trained):
+def test_the_workload_yaml_metric_definitions_read_the_right_values(tiny_run):
+    """Every regex SageMaker applies (the YAML's training.metric_definitions) finds its number in the log, once
+    per epoch or once per job, and the number is the one train.py measured (metrics.json keeps it unrounded)."""
+    log, measured = tiny_run
+    history = measured["history"]
+    per_epoch = {"train:loss": "train_loss", "train:accuracy": "train_accuracy", "validation:loss": "val_loss",
+                 "validation:accuracy": "val_accuracy"}
+    expected = {name: [entry[key] for entry in history] for name, key in per_epoch.items()}
+    expected["best:validation:accuracy"] = [measured["value"]]
+    assert {definition.name for definition in metric_definitions()} == set(expected)  # a new regex needs its value here
+    # the log prints 4 decimals
+    assert metric_values(log) == {name: pytest.approx(values, abs=5e-5) for name, values in expected.items()}
+    assert measured["value"] == max(entry["val_accuracy"] for entry in history)
+
+
+def test_validation_accuracy_is_not_read_from_the_best_line():
+    values = metric_values("epoch=2 train_loss=2.1000 train_accuracy=0.2500 val_loss=2.2000 val_accuracy=0.3000 "
+                           "lr=0.0000 epoch_seconds=1.0\nbest_val_accuracy=0.3500")
+    assert values == {"train:loss": [2.1], "train:accuracy": [0.25], "validation:loss": [2.2],
+                      "validation:accuracy": [0.3], "best:validation:accuracy": [0.35]}
+
+
+@pytest.mark.slow
+def test_training_learns_the_synthetic_classes(trained):
     _, log = trained
-    metrics = metric_values(train_module, log)
+    metrics = metric_values(log)
     assert metrics["best:validation:accuracy"][0] >= 0.5, log  # chance is 0.1; measured ~0.85-0.95
     assert metrics["train:loss"][1] < metrics["train:loss"][0]
 
@@ -191,13 +224,14 @@ def test_validation_names_every_bad_hyperparameter(train_module):
         assert phrase in str(caught.value)
 
 
-def test_metric_definitions_fit_the_sagemaker_api(train_module):
+def test_metric_definitions_fit_the_sagemaker_api():
     from include.aws_shapes import request_problems
 
+    definitions = [{"Name": m.name, "Regex": m.regex} for m in metric_definitions()]
     request = {
         "TrainingJobName": "cifar10", "RoleArn": "arn:aws:iam::123456789012:role/SageMakerExecutionRole",
         "AlgorithmSpecification": {"TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5-cpu-py311",
-                                   "TrainingInputMode": "File", "MetricDefinitions": train_module.METRIC_DEFINITIONS},
+                                   "TrainingInputMode": "File", "MetricDefinitions": definitions},
         "OutputDataConfig": {"S3OutputPath": "s3://bucket/out"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},

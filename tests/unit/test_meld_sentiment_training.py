@@ -58,14 +58,19 @@ def run_training(job_dir: Path, data: Path, *flags: str) -> subprocess.Completed
                           capture_output=True, text=True, timeout=600)
 
 
-def metric_values(train_module, log: str) -> dict[str, list[float]]:
-    """What SageMaker's MetricDefinitions extract from the log, line by line."""
+def metric_definitions() -> list:
+    """SageMaker's MetricDefinitions of the job: the workload YAML's, the one place they are written."""
+    return load_workload("meld_sentiment", "local").training.metric_definitions
+
+
+def metric_values(log: str) -> dict[str, list[float]]:
+    """What SageMaker's MetricDefinitions (the workload YAML's) extract from the log, line by line."""
     values = {}
     for line in log.splitlines():
-        for definition in train_module.METRIC_DEFINITIONS:
-            match = re.search(definition["Regex"], line)
+        for definition in metric_definitions():
+            match = re.search(definition.regex, line)
             if match:
-                values.setdefault(definition["Name"], []).append(float(match.group(1)))
+                values.setdefault(definition.name, []).append(float(match.group(1)))
     return values
 
 
@@ -78,8 +83,8 @@ def trained(tmp_path_factory, data_dir):
 
 
 @pytest.mark.slow
-def test_training_logs_one_metric_line_per_epoch(train_module, trained):
-    _, log = trained
+def test_training_logs_one_metric_line_per_epoch(trained):
+    job_dir, log = trained
     epoch_lines = [line for line in log.splitlines() if line.startswith("epoch=")]
     assert len(epoch_lines) == 4
     number = r"\d+\.\d{4}"
@@ -88,12 +93,20 @@ def test_training_logs_one_metric_line_per_epoch(train_module, trained):
                    rf"val_emotion_weighted_f1={number} val_sentiment_weighted_f1={number} lr=\d+\.\d{{6}} epoch_seconds=\d+\.\d")
     assert all(re.fullmatch(line_format, line) for line in epoch_lines), epoch_lines
 
-    metrics = metric_values(train_module, log)
-    assert metrics["epoch"] == [1, 2, 3, 4]
-    for name in ("train:loss", "train:emotion_accuracy", "validation:loss", "validation:emotion_weighted_f1",
-                 "validation:sentiment_weighted_f1"):
-        assert len(metrics[name]) == 4, name  # once per epoch, never from the best_ line
-    assert metrics["best:validation:emotion_weighted_f1"] == [max(metrics["validation:emotion_weighted_f1"])]
+    assert [int(line.split()[0].removeprefix("epoch=")) for line in epoch_lines] == [1, 2, 3, 4]
+
+    # every regex of the YAML reads the number train.py measured (metrics.json keeps them unrounded), once an epoch
+    metrics = metric_values(log)
+    measured = json.loads((job_dir / "output" / "data" / "metrics.json").read_text())
+    expected = {f"{part}:{key}": [entry[part][key] for entry in measured["history"]]
+                for part, keys in (("train", ("loss", "emotion_accuracy", "sentiment_accuracy")),
+                                   ("validation", ("loss", "emotion_accuracy", "sentiment_accuracy",
+                                                   "emotion_weighted_f1", "sentiment_weighted_f1")))
+                for key in keys}
+    expected["best:validation:emotion_weighted_f1"] = [measured["value"]]
+    assert {definition.name for definition in metric_definitions()} == set(expected)  # a new regex needs its value here
+    assert metrics == {name: pytest.approx(values, abs=5e-5) for name, values in expected.items()}  # 4 decimals
+    assert measured["value"] == max(expected["validation:emotion_weighted_f1"])
 
 
 @pytest.mark.slow
@@ -118,9 +131,9 @@ def test_damaged_clips_are_logged_by_name_counted_and_trained_around(trained, da
 
 
 @pytest.mark.slow
-def test_training_learns_the_synthetic_emotions(train_module, trained):
+def test_training_learns_the_synthetic_emotions(trained):
     _, log = trained
-    metrics = metric_values(train_module, log)
+    metrics = metric_values(log)
     gate = load_workload("meld_sentiment", "local").evaluation.threshold
     # always answering "neutral" scores ~0.30; measured 0.79-0.87 over training seeds 1, 2, 3 and 42
     assert metrics["best:validation:emotion_weighted_f1"][0] >= gate + 0.1, log
@@ -309,20 +322,30 @@ def test_weighted_f1_matches_scikit_learn(train_module):
     assert train_module.weighted_f1(true, true, 7) == pytest.approx(1.0)
 
 
-def test_metric_definitions_match_the_workload_and_fit_the_api(train_module):
+def test_metric_definitions_fit_the_api():
     from include.aws_shapes import request_problems
 
-    declared = [{"Name": m.name, "Regex": m.regex} for m in load_workload("meld_sentiment", "local").training.metric_definitions]
-    assert all(definition in train_module.METRIC_DEFINITIONS for definition in declared)
+    declared = [{"Name": m.name, "Regex": m.regex} for m in metric_definitions()]
     request = {
         "TrainingJobName": "meld", "RoleArn": "arn:aws:iam::123456789012:role/SageMakerExecutionRole",
         "AlgorithmSpecification": {"TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312",
-                                   "TrainingInputMode": "File", "MetricDefinitions": train_module.METRIC_DEFINITIONS},
+                                   "TrainingInputMode": "File", "MetricDefinitions": declared},
         "OutputDataConfig": {"S3OutputPath": "s3://bucket/out"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
     }
     assert request_problems("sagemaker", "CreateTrainingJob", request) == []
+
+
+def test_metric_regexes_tell_the_epoch_and_best_lines_apart():
+    epoch = ("epoch=3 train_loss=2.1000 train_emotion_accuracy=0.5100 train_sentiment_accuracy=0.6000 val_loss=2.0000 "
+             "val_emotion_accuracy=0.5500 val_sentiment_accuracy=0.6500 val_emotion_weighted_f1=0.5012 "
+             "val_sentiment_weighted_f1=0.6400 lr=0.000500 epoch_seconds=312.4")
+    assert metric_values(epoch + "\nbest_val_emotion_weighted_f1=0.5500") == {
+        "train:loss": [2.1], "train:emotion_accuracy": [0.51], "train:sentiment_accuracy": [0.6], "validation:loss": [2.0],
+        "validation:emotion_accuracy": [0.55], "validation:sentiment_accuracy": [0.65],
+        "validation:emotion_weighted_f1": [0.5012], "validation:sentiment_weighted_f1": [0.64],
+        "best:validation:emotion_weighted_f1": [0.55]}
 
 
 def test_read_split_pairs_rows_with_clips_and_notes_missing_ones(train_module, small_data_dir, tmp_path):

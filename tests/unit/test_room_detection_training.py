@@ -104,7 +104,7 @@ def trained(tmp_path_factory, data_dir, network_guard):
 
 @pytest.mark.slow
 def test_training_logs_metric_lines_for_sagemaker(trained):
-    _, log = trained
+    job_dir, log = trained
     epoch_lines = [line for line in log.splitlines() if line.startswith("epoch=")]
     number = r"\d+\.\d{4}"
     assert len(epoch_lines) == 2 and all(re.fullmatch(
@@ -119,6 +119,19 @@ def test_training_logs_metric_lines_for_sagemaker(trained):
     assert metrics["epoch"] == [1, 2]
     assert {name: len(values) for name, values in metrics.items()} == {
         name: 1 if name.startswith(("best:", "test:")) else 2 for name in metric_names()}
+
+    # and each is the number train.py measured (training_metrics.json keeps them unrounded)
+    measured = json.loads((job_dir / "model" / "training_metrics.json").read_text())
+    history, box_metrics = measured["history"], ("precision", "recall", "mAP50", "mAP50-95")
+    expected = {"epoch": ([entry["epoch"] for entry in history], 0),
+                "learning_rate": ([entry["lr"] for entry in history], 5e-7),
+                "epoch_seconds": ([entry["epoch_seconds"] for entry in history], 0.05),
+                **{f"train:{name}": ([entry[name] for entry in history], 5e-5) for name in ("box_loss", "cls_loss", "dfl_loss")},
+                **{f"validation:{name}": ([entry[name] for entry in history], 5e-5) for name in box_metrics},
+                **{f"best:validation:{name}": ([measured["best"][name]], 5e-5) for name in box_metrics},
+                **{f"test:{name}": ([measured["test"][name]], 5e-5) for name in box_metrics}}
+    assert set(expected) == set(metric_names())  # a new regex needs its value here
+    assert metrics == {name: pytest.approx(values, abs=tolerance) for name, (values, tolerance) in expected.items()}
 
 
 @pytest.mark.slow
@@ -324,14 +337,12 @@ def test_weights_resolve_to_the_hub_a_path_or_the_weights_channel(train_module, 
         train_module.resolve_weights(hp, paths)
 
 
-def test_metric_definitions_are_the_workloads_and_fit_the_sagemaker_api(train_module):
-    for profile in ("local", "aws"):
-        cfg = load_workload("room_detection", profile)
-        assert [{"Name": m.name, "Regex": m.regex} for m in cfg.training.metric_definitions] == train_module.METRIC_DEFINITIONS
+def test_metric_definitions_fit_the_sagemaker_api():
+    definitions = [{"Name": m.name, "Regex": m.regex} for m in load_workload("room_detection", "aws").training.metric_definitions]
     request = {
         "TrainingJobName": "rooms", "RoleArn": "arn:aws:iam::123456789012:role/SageMakerExecutionRole",
         "AlgorithmSpecification": {"TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311",
-                                   "TrainingInputMode": "File", "MetricDefinitions": train_module.METRIC_DEFINITIONS},
+                                   "TrainingInputMode": "File", "MetricDefinitions": definitions},
         "OutputDataConfig": {"S3OutputPath": "s3://bucket/out"},
         "ResourceConfig": {"InstanceType": "ml.p3.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},

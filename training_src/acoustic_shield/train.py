@@ -1,4 +1,4 @@
-"""Fine-tune Wav2Vec2 to classify vehicle audio (Normal, TireSkid, EmergencyBraking, CollisionImminent).
+r"""Fine-tune Wav2Vec2 to classify vehicle audio (Normal, TireSkid, EmergencyBraking, CollisionImminent).
 
 SageMaker's Hugging Face training container runs `python train.py --epochs 4 --learning-rate 3e-05 ...`
 with the hyperparameters as flags and the paths in SM_* variables; by hand, the flags' defaults
@@ -20,7 +20,8 @@ Model: --model-name-or-path names a Hugging Face model (on AWS `facebook/wav2vec
 hub) or a folder written by save_pretrained; `offline-tiny` builds a small Wav2Vec2 from a config
 instead (no download: for machines without internet, such as the local SageMaker and the tests).
 
-Log lines, stable for two readers (a person, and SageMaker's MetricDefinitions, see METRIC_DEFINITIONS):
+Log lines, stable for two readers (a person, and SageMaker's MetricDefinitions: the regexes of
+training.metric_definitions in include/workloads/acoustic_shield.yaml, their one copy):
     epoch=2 train_loss=1.2345 val_loss=1.1000 val_accuracy=0.6012 val_macro_f1=0.5871 lr=2.50e-05 epoch_seconds=12.3
     best_epoch=2 best_val_macro_f1=0.5871 best_val_accuracy=0.6012
 lr is the rate of the epoch's last optimizer step (linear warmup over --warmup-steps, then linear decay to 0).
@@ -36,38 +37,30 @@ Evidence (2-core CPU shared with other jobs, no GPU, torch 2.14.1, transformers 
 (150k parameters) with the local profile's settings on the generator's 96 + 24 clips of 0.8-1.2 s
 trains 4 epochs in 40-90 s; best validation macro-F1 was 1.0, 1.0, 0.87 and 1.0 for seeds 42, 2, 3, 4.
 """
+import importlib.util
 import json
 import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+# In the container the packager puts training_src/shared's modules beside this file (/opt/ml/code); run
+# from the repository, as `python training_src/acoustic_shield/train.py`, they are in training_src/shared.
+if importlib.util.find_spec("sagemaker_hyperparameters") is None:
+    sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "shared"))
+
 from audio import SAMPLING_RATE, decode_wav
-from sagemaker_hyperparameters import from_env, parse_hyperparameters
+from sagemaker_hyperparameters import parse_hyperparameters, setting
 from serving_code import copy_serving_code
 
 OFFLINE_TINY = "offline-tiny"  # --model-name-or-path value that builds a small Wav2Vec2 from a config
 MIN_AUDIO_LENGTH = 1600  # 0.1 s: the convolutional feature encoder needs at least 400 samples for one frame
-
-# What a SageMaker training job's MetricDefinitions should list. \b keeps `val_macro_f1=` from also
-# matching inside `best_val_macro_f1=`; lr is printed in scientific notation.
-METRIC_DEFINITIONS = [
-    {"Name": "epoch", "Regex": r"\bepoch=([0-9]+)"},
-    {"Name": "train:loss", "Regex": r"\btrain_loss=([0-9.]+)"},
-    {"Name": "validation:loss", "Regex": r"\bval_loss=([0-9.]+)"},
-    {"Name": "validation:accuracy", "Regex": r"\bval_accuracy=([0-9.]+)"},
-    {"Name": "validation:macro_f1", "Regex": r"\bval_macro_f1=([0-9.]+)"},
-    {"Name": "learning_rate", "Regex": r"\blr=([0-9.]+e[-+][0-9]+)"},
-    {"Name": "epoch_seconds", "Regex": r"\bepoch_seconds=([0-9.]+)"},
-    {"Name": "best:validation:macro_f1", "Regex": r"\bbest_val_macro_f1=([0-9.]+)"},
-    {"Name": "best:validation:accuracy", "Regex": r"\bbest_val_accuracy=([0-9.]+)"},
-]
 
 CODE_FILES = ("inference.py", "audio.py", "requirements.txt")  # what code/ in model.tar.gz needs to serve
 LABEL_INFO = "label_info.json"
@@ -79,27 +72,27 @@ LABEL_INFO = "label_info.json"
 
 @dataclass
 class Hyperparameters:
-    epochs: int = field(default=4, metadata={"help": "passes over the training set"})
-    learning_rate: float = field(default=3e-5, metadata={"help": "peak AdamW learning rate"})
-    batch_size: int = field(default=8, metadata={"help": "clips per forward pass"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "forward passes per optimizer step (effective batch = batch-size x this)"})
-    warmup_steps: int = field(default=500, metadata={"help": "optimizer steps of linear warmup, then linear decay to 0"})
-    max_audio_length: int = field(default=80_000, metadata={"help": "samples at 16 kHz kept per clip (80000 = 5 s); longer clips are cut"})
-    model_name_or_path: str = field(default="facebook/wav2vec2-base", metadata={"help": f"Hugging Face model id or save_pretrained folder to start from; '{OFFLINE_TINY}' builds a small model from a config"})
-    freeze_feature_encoder: bool = field(default=True, metadata={"help": "keep the convolutional feature encoder fixed (usual when fine-tuning a pretrained model)"})
-    validation_split: float = field(default=0.1, metadata={"help": "share of each class held out for validation when there is no validation channel"})
-    num_workers: int = field(default=2, metadata={"help": "DataLoader processes decoding WAV files; 0 = main process"})
-    fp16: bool = field(default=True, metadata={"help": "fp16 autocast on GPU (ignored on CPU)"})
-    seed: int = field(default=42, metadata={"help": "random seed for the split, initialization and shuffling"})
+    epochs: int = setting(4, "passes over the training set")
+    learning_rate: float = setting(3e-5, "peak AdamW learning rate")
+    batch_size: int = setting(8, "clips per forward pass")
+    gradient_accumulation_steps: int = setting(1, "forward passes per optimizer step (effective batch = batch-size x this)")
+    warmup_steps: int = setting(500, "optimizer steps of linear warmup, then linear decay to 0")
+    max_audio_length: int = setting(80_000, "samples at 16 kHz kept per clip (80000 = 5 s); longer clips are cut")
+    model_name_or_path: str = setting("facebook/wav2vec2-base", f"Hugging Face model id or save_pretrained folder to start from; '{OFFLINE_TINY}' builds a small model from a config")
+    freeze_feature_encoder: bool = setting(True, "keep the convolutional feature encoder fixed (usual when fine-tuning a pretrained model)")
+    validation_split: float = setting(0.1, "share of each class held out for validation when there is no validation channel")
+    num_workers: int = setting(2, "DataLoader processes decoding WAV files; 0 = main process")
+    fp16: bool = setting(True, "fp16 autocast on GPU (ignored on CPU)")
+    seed: int = setting(42, "random seed for the split, initialization and shuffling")
 
 
 @dataclass
 class Paths:
-    train: str = from_env("SM_CHANNEL_TRAIN", "data/acoustic_shield/train", "train channel, <Label>/*.wav")
-    validation: str = from_env("SM_CHANNEL_VALIDATION", "", "optional validation channel, <Label>/*.wav")
-    model_dir: str = from_env("SM_MODEL_DIR", "model", "where the model artifacts go")
-    output_data_dir: str = from_env("SM_OUTPUT_DATA_DIR", "output", "metrics.json goes here")
-    num_gpus: int = from_env("SM_NUM_GPUS", str(torch.cuda.device_count()), "GPUs to use, 0 = CPU")
+    train: str = setting("data/acoustic_shield/train", "train channel, <Label>/*.wav", env="SM_CHANNEL_TRAIN")
+    validation: str = setting("", "optional validation channel, <Label>/*.wav", env="SM_CHANNEL_VALIDATION")
+    model_dir: str = setting("model", "where the model artifacts go", env="SM_MODEL_DIR")
+    output_data_dir: str = setting("output", "metrics.json goes here", env="SM_OUTPUT_DATA_DIR")
+    num_gpus: int = setting(torch.cuda.device_count(), "GPUs to use, 0 = CPU", env="SM_NUM_GPUS")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:

@@ -1,4 +1,4 @@
-"""Train the Brain-to-Text diphone decoder (day-specific input layers, GRU, CTC) as SageMaker runs it.
+r"""Train the Brain-to-Text diphone decoder (day-specific input layers, GRU, CTC) as SageMaker runs it.
 
 SageMaker runs `python train.py --n-units 1024 --batch-size 48 ...` with the hyperparameters as
 flags and paths in SM_* variables; by hand, the flags' defaults stand in for those variables:
@@ -18,7 +18,8 @@ batches of 48 trials from 4 days, 150000 batches, AdamW (lr 0.004 after a 1000-b
 cosine decay to 0.0001, weight decay 0.002, none on biases and day layers), gradient norm clipped
 at 10, white-noise and offset augmentation, Gaussian smoothing in time.
 
-Log lines, stable for two readers (a person, and SageMaker's MetricDefinitions, see METRIC_DEFINITIONS):
+Log lines, stable for two readers (a person, and SageMaker's MetricDefinitions: the regexes of
+training.metric_definitions in include/workloads/brain_to_text.yaml, their one copy):
     Train batch 200: loss: 5.21 grad norm: 8.43 time: 0.538
     Val batch 1500: DER (avg): 0.7654 CTC Loss (avg): 1.2345 time: 3.210
     t15.2023.08.13 val DER: 0.7012
@@ -48,32 +49,29 @@ Evidence (2-core shared CPU, torch 2.14.1, OMP_NUM_THREADS=1, the workload YAML'
 after its 300 batches; so did 800-batch runs with 64 and 128 units.
 """
 import functools
+import importlib.util
 import json
 import math
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
+# In the container the packager puts training_src/shared's modules beside this file (/opt/ml/code); run
+# from the repository, as `python training_src/brain_to_text/train.py`, they are in training_src/shared.
+if importlib.util.find_spec("sagemaker_hyperparameters") is None:
+    sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "shared"))
+
 from dataset import PlannedBatches, SessionStore, eval_batch_plans, train_batch_plan
 from model import GRUDecoder, edit_distance, gaussian_smooth, greedy_decode
-from sagemaker_hyperparameters import from_env, job_folder, parse_hyperparameters
+from sagemaker_hyperparameters import parse_hyperparameters, setting
 from serving_code import copy_serving_code
 from spot_checkpoints import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-
-# What a SageMaker training job's MetricDefinitions should list (the workload YAML carries the same).
-METRIC_DEFINITIONS = [
-    {"Name": "train:loss", "Regex": r"Train batch \d+: loss: ([0-9.]+)"},
-    {"Name": "train:grad_norm", "Regex": r"Train batch \d+: .*grad norm: ([0-9.]+)"},
-    {"Name": "validation:der", "Regex": r"Val batch \d+: DER \(avg\): ([0-9.]+)"},
-    {"Name": "validation:ctc_loss", "Regex": r"Val batch \d+: .*CTC Loss \(avg\): ([0-9.]+)"},
-    {"Name": "validation:best_der", "Regex": r"Best avg val DER achieved: ([0-9.]+)"},
-]
 
 CODE_FILES = ("inference.py", "model.py", "dataset.py", "requirements.txt")  # what code/ needs to serve
 
@@ -85,53 +83,53 @@ CODE_FILES = ("inference.py", "model.py", "dataset.py", "requirements.txt")  # w
 @dataclass
 class Hyperparameters:
     # data
-    data_s3_uri: str = field(default="", metadata={"help": "s3://bucket/prefix holding <session>/data_{train,val}.hdf5, streamed; empty = the train channel"})
-    sessions: str = field(default="", metadata={"help": "comma-separated sessions to train on, in day-layer order; empty = every session found"})
-    s3_block_size: int = field(default=8192, metadata={"help": "bytes per S3 range block (HDF5 metadata costs one block per read)"})
-    s3_cache_blocks: int = field(default=512, metadata={"help": "blocks kept per open S3 file (LRU); their total must hold a trial"})
-    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes reading trials; 0 = main process"})
+    data_s3_uri: str = setting("", "s3://bucket/prefix holding <session>/data_{train,val}.hdf5, streamed; empty = the train channel")
+    sessions: str = setting("", "comma-separated sessions to train on, in day-layer order; empty = every session found")
+    s3_block_size: int = setting(8192, "bytes per S3 range block (HDF5 metadata costs one block per read)")
+    s3_cache_blocks: int = setting(512, "blocks kept per open S3 file (LRU); their total must hold a trial")
+    num_workers: int = setting(0, "DataLoader worker processes reading trials; 0 = main process")
     # model
-    n_input_features: int = field(default=512, metadata={"help": "neural features per time step"})
-    n_classes: int = field(default=1681, metadata={"help": "output classes incl. the CTC blank 0: 1681 diphones (41 x 41), 41 phonemes"})
-    n_units: int = field(default=1024, metadata={"help": "GRU units per layer"})
-    n_layers: int = field(default=5, metadata={"help": "GRU layers"})
-    rnn_dropout: float = field(default=0.5, metadata={"help": "dropout between GRU layers"})
-    input_dropout: float = field(default=0.2, metadata={"help": "dropout after the day-specific input layers"})
-    patch_size: int = field(default=14, metadata={"help": "time steps the GRU sees at once; 0 = one step at a time"})
-    patch_stride: int = field(default=4, metadata={"help": "time steps between patches"})
+    n_input_features: int = setting(512, "neural features per time step")
+    n_classes: int = setting(1681, "output classes incl. the CTC blank 0: 1681 diphones (41 x 41), 41 phonemes")
+    n_units: int = setting(1024, "GRU units per layer")
+    n_layers: int = setting(5, "GRU layers")
+    rnn_dropout: float = setting(0.5, "dropout between GRU layers")
+    input_dropout: float = setting(0.2, "dropout after the day-specific input layers")
+    patch_size: int = setting(14, "time steps the GRU sees at once; 0 = one step at a time")
+    patch_stride: int = setting(4, "time steps between patches")
     # training
-    batch_size: int = field(default=48, metadata={"help": "trials per batch"})
-    days_per_batch: int = field(default=4, metadata={"help": "sessions each training batch draws from"})
-    num_training_batches: int = field(default=150000, metadata={"help": "training batches in all"})
-    lr_max: float = field(default=0.004, metadata={"help": "peak AdamW learning rate"})
-    lr_min: float = field(default=0.0001, metadata={"help": "learning rate at the end of the cosine decay"})
-    lr_warmup_steps: int = field(default=1000, metadata={"help": "batches of linear warm-up"})
-    lr_decay_steps: int = field(default=0, metadata={"help": "batches until the cosine decay reaches lr-min; 0 = num-training-batches"})
-    weight_decay: float = field(default=0.002, metadata={"help": "AdamW weight decay (not on biases and day layers)"})
-    beta0: float = field(default=0.9, metadata={"help": "AdamW beta1"})
-    beta1: float = field(default=0.999, metadata={"help": "AdamW beta2"})
-    epsilon: float = field(default=0.1, metadata={"help": "AdamW epsilon"})
-    grad_norm_clip_value: float = field(default=10.0, metadata={"help": "clip the gradient norm to this; 0 = off"})
-    white_noise_std: float = field(default=1.0, metadata={"help": "training augmentation: white noise added to every feature"})
-    constant_offset_std: float = field(default=0.2, metadata={"help": "training augmentation: one offset per trial and feature"})
-    random_cut: int = field(default=3, metadata={"help": "training augmentation: drop up to this many leading time steps"})
-    smooth_kernel_std: float = field(default=2.0, metadata={"help": "Gaussian smoothing in time (train, validation and inference); 0 = off"})
-    smooth_kernel_size: int = field(default=100, metadata={"help": "smoothing kernel length in time steps"})
-    batches_per_train_log: int = field(default=200, metadata={"help": "log a Train batch line every this many batches"})
-    batches_per_val_step: int = field(default=2000, metadata={"help": "validate every this many batches (and after the last)"})
-    batches_per_checkpoint: int = field(default=0, metadata={"help": "save the resumable state every this many batches; 0 = at each validation"})
-    init_output_bias: bool = field(default=True, metadata={"help": "start the output bias at the log class frequencies of the first training batches"})
-    seed: int = field(default=10, metadata={"help": "random seed for initialisation, batch sampling and augmentation"})
-    use_amp: bool = field(default=True, metadata={"help": "bf16 autocast on GPU (ignored on CPU)"})
-    checkpoint_dir: str = field(default_factory=lambda: job_folder("checkpoints", "checkpoints"), metadata={"help": "resumable state; a job resumes from the one there"})
+    batch_size: int = setting(48, "trials per batch")
+    days_per_batch: int = setting(4, "sessions each training batch draws from")
+    num_training_batches: int = setting(150000, "training batches in all")
+    lr_max: float = setting(0.004, "peak AdamW learning rate")
+    lr_min: float = setting(0.0001, "learning rate at the end of the cosine decay")
+    lr_warmup_steps: int = setting(1000, "batches of linear warm-up")
+    lr_decay_steps: int = setting(0, "batches until the cosine decay reaches lr-min; 0 = num-training-batches")
+    weight_decay: float = setting(0.002, "AdamW weight decay (not on biases and day layers)")
+    beta0: float = setting(0.9, "AdamW beta1")
+    beta1: float = setting(0.999, "AdamW beta2")
+    epsilon: float = setting(0.1, "AdamW epsilon")
+    grad_norm_clip_value: float = setting(10.0, "clip the gradient norm to this; 0 = off")
+    white_noise_std: float = setting(1.0, "training augmentation: white noise added to every feature")
+    constant_offset_std: float = setting(0.2, "training augmentation: one offset per trial and feature")
+    random_cut: int = setting(3, "training augmentation: drop up to this many leading time steps")
+    smooth_kernel_std: float = setting(2.0, "Gaussian smoothing in time (train, validation and inference); 0 = off")
+    smooth_kernel_size: int = setting(100, "smoothing kernel length in time steps")
+    batches_per_train_log: int = setting(200, "log a Train batch line every this many batches")
+    batches_per_val_step: int = setting(2000, "validate every this many batches (and after the last)")
+    batches_per_checkpoint: int = setting(0, "save the resumable state every this many batches; 0 = at each validation")
+    init_output_bias: bool = setting(True, "start the output bias at the log class frequencies of the first training batches")
+    seed: int = setting(10, "random seed for initialisation, batch sampling and augmentation")
+    use_amp: bool = setting(True, "bf16 autocast on GPU (ignored on CPU)")
+    checkpoint_dir: str = setting("checkpoints", "resumable state; a job resumes from the one there", job_folder="checkpoints")
 
 
 @dataclass
 class Paths:
-    train: str = from_env("SM_CHANNEL_TRAIN", "data/brain_to_text", "train channel, read when --data-s3-uri is empty")
-    model_dir: str = from_env("SM_MODEL_DIR", "model", "where the model artifacts go")
-    output_data_dir: str = from_env("SM_OUTPUT_DATA_DIR", "output", "metrics.json goes here")
-    num_gpus: int = from_env("SM_NUM_GPUS", str(torch.cuda.device_count()), "GPUs to use, 0 = CPU")
+    train: str = setting("data/brain_to_text", "train channel, read when --data-s3-uri is empty", env="SM_CHANNEL_TRAIN")
+    model_dir: str = setting("model", "where the model artifacts go", env="SM_MODEL_DIR")
+    output_data_dir: str = setting("output", "metrics.json goes here", env="SM_OUTPUT_DATA_DIR")
+    num_gpus: int = setting(torch.cuda.device_count(), "GPUs to use, 0 = CPU", env="SM_NUM_GPUS")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:

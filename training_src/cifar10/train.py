@@ -11,7 +11,8 @@ usually test_batch); validation uses test_batch from the test channel when there
 the train channel. The whole set stays in memory as uint8 tensors; batches are augmented (random
 crop with padding 4, horizontal flip) and normalized on the device.
 
-Log lines, stable for two readers (a person, and SageMaker's MetricDefinitions, see METRIC_DEFINITIONS):
+Log lines, stable for two readers (a person, and SageMaker's MetricDefinitions: the regexes of
+training.metric_definitions in include/workloads/cifar10.yaml, their one copy):
     epoch=3 train_loss=1.2345 train_accuracy=0.5123 val_loss=1.1000 val_accuracy=0.6012 lr=0.0500 epoch_seconds=12.3
     best_val_accuracy=0.6012
 train_loss includes label smoothing; val_loss is plain cross-entropy; lr is the rate of the epoch's last step.
@@ -31,6 +32,7 @@ Evidence (2-core Xeon, no GPU, torch 2.14.1, 2 epochs on include.datasets.cifar1
 lightly loaded (load average 2-3), about 35 s per run with start-up; under load 8-10 it took 4-10x longer.
 Not measured: real CIFAR-10 and GPUs (the --amp and channels_last path runs only on CUDA).
 """
+import importlib.util
 import json
 import math
 import os
@@ -38,7 +40,7 @@ import re
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -48,24 +50,16 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, TensorDataset
 
+# In the container the packager puts training_src/shared's modules beside this file (/opt/ml/code); run
+# from the repository, as `python training_src/cifar10/train.py`, they are in training_src/shared.
+if importlib.util.find_spec("sagemaker_hyperparameters") is None:
+    sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "shared"))
+
 from cifar_batches import read_batch_arrays, read_pickled_entries
 from model import ARCHITECTURE, CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES, INPUT_SIZE, build_model
-from sagemaker_hyperparameters import from_env, job_folder, parse_hyperparameters, setting
+from sagemaker_hyperparameters import parse_hyperparameters, setting
 from serving_code import copy_serving_code
 from spot_checkpoints import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-
-# What a SageMaker training job's (or tuning job's) MetricDefinitions should list. \b keeps
-# `val_accuracy=` from also matching inside `best_val_accuracy=`.
-METRIC_DEFINITIONS = [
-    {"Name": "epoch", "Regex": r"\bepoch=([0-9]+)"},
-    {"Name": "train:loss", "Regex": r"\btrain_loss=([0-9.]+)"},
-    {"Name": "train:accuracy", "Regex": r"\btrain_accuracy=([0-9.]+)"},
-    {"Name": "validation:loss", "Regex": r"\bval_loss=([0-9.]+)"},
-    {"Name": "validation:accuracy", "Regex": r"\bval_accuracy=([0-9.]+)"},
-    {"Name": "learning_rate", "Regex": r"\blr=([0-9.]+)"},
-    {"Name": "epoch_seconds", "Regex": r"\bepoch_seconds=([0-9.]+)"},
-    {"Name": "best:validation:accuracy", "Regex": r"\bbest_val_accuracy=([0-9.]+)"},
-]
 
 CODE_FILES = ("inference.py", "model.py", "requirements.txt")  # what code/ in model.tar.gz needs to serve
 
@@ -86,17 +80,17 @@ class Hyperparameters:
     num_workers: int = setting(2, "DataLoader processes slicing batches off the in-memory tensors; 0 = main process")
     seed: int = setting(0, "random seed for initialization, sampling and augmentation")
     max_train_samples: int = setting(0, "train on a random subset of this many images; 0 = all")
-    checkpoint_dir: str = field(default_factory=lambda: job_folder("checkpoints", "checkpoints"), metadata={"help": "per-epoch checkpoints, resumed from when present"})
+    checkpoint_dir: str = setting("checkpoints", "per-epoch checkpoints, resumed from when present", job_folder="checkpoints")
     amp: bool = setting(True, "bf16 autocast on GPU (ignored on CPU)")
 
 
 @dataclass
 class Paths:
-    train: str = from_env("SM_CHANNEL_TRAIN", "data/cifar10", "train channel: cifar-10-batches-py's files")
-    test: str = from_env("SM_CHANNEL_TEST", "", "optional test channel holding test_batch")
-    model_dir: str = from_env("SM_MODEL_DIR", "model", "model artifacts, packed into model.tar.gz")
-    output_data_dir: str = from_env("SM_OUTPUT_DATA_DIR", "output", "metrics.json, packed into output.tar.gz")
-    num_gpus: int = from_env("SM_NUM_GPUS", str(torch.cuda.device_count()), "GPUs to use; 0 = CPU")
+    train: str = setting("data/cifar10", "train channel: cifar-10-batches-py's files", env="SM_CHANNEL_TRAIN")
+    test: str = setting("", "optional test channel holding test_batch", env="SM_CHANNEL_TEST")
+    model_dir: str = setting("model", "model artifacts, packed into model.tar.gz", env="SM_MODEL_DIR")
+    output_data_dir: str = setting("output", "metrics.json, packed into output.tar.gz", env="SM_OUTPUT_DATA_DIR")
+    num_gpus: int = setting(torch.cuda.device_count(), "GPUs to use; 0 = CPU", env="SM_NUM_GPUS")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:

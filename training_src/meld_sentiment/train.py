@@ -1,4 +1,4 @@
-"""Train the multimodal (text + video + audio) emotion and sentiment model on MELD, as SageMaker runs it.
+r"""Train the multimodal (text + video + audio) emotion and sentiment model on MELD, as SageMaker runs it.
 
 SageMaker runs `python train.py --epochs 20 --batch-size 16 ...` with the hyperparameters as flags
 and the channels in SM_CHANNEL_*; by hand the flags' defaults stand in for those variables:
@@ -20,7 +20,8 @@ more than --max-unreadable-fraction of a channel's clips cannot be read: that is
 Loss: cross-entropy of the emotion head plus that of the sentiment head, each with 'balanced' class
 weights from the training CSV (n_samples / (n_classes * count)) and label smoothing.
 
-Log lines, stable for two readers (a person, and SageMaker's MetricDefinitions, see METRIC_DEFINITIONS):
+Log lines, stable for two readers (a person, and SageMaker's MetricDefinitions: the regexes of
+training.metric_definitions in include/workloads/meld_sentiment.yaml, their one copy):
     trainable_parameters text_encoder=1234 video_encoder=... audio_encoder=... fusion=... emotion_head=... sentiment_head=... total=...
     epoch=2 train_loss=3.1234 train_emotion_accuracy=0.4000 train_sentiment_accuracy=0.6000 val_loss=2.9000
         val_emotion_accuracy=0.4500 val_sentiment_accuracy=0.6100 val_emotion_weighted_f1=0.4100
@@ -42,6 +43,7 @@ OMP_NUM_THREADS sums floats in another order, so it gives another (equally good)
 """
 import csv
 import io
+import importlib.util
 import json
 import math
 import random
@@ -50,33 +52,23 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+# In the container the packager puts training_src/shared's modules beside this file (/opt/ml/code); run
+# from the repository, as `python training_src/meld_sentiment/train.py`, they are in training_src/shared.
+if importlib.util.find_spec("sagemaker_hyperparameters") is None:
+    sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "shared"))
+
 from media import NO_AUDIO, MediaSettings, clip_features
 from model import EMOTIONS, SENTIMENTS, VIDEO_BACKBONES, ArchitectureSettings, MultimodalSentimentModel, small_bert_config
-from sagemaker_hyperparameters import from_env, job_folder, parse_hyperparameters
+from sagemaker_hyperparameters import parse_hyperparameters, setting
 from serving_code import copy_serving_code
 from tensorboard_events import ScalarWriter
-
-# What a SageMaker training job's MetricDefinitions should list. \b keeps `val_emotion_weighted_f1=`
-# from also matching inside `best_val_emotion_weighted_f1=`.
-METRIC_DEFINITIONS = [
-    {"Name": "epoch", "Regex": r"\bepoch=([0-9]+)"},
-    {"Name": "train:loss", "Regex": r"\btrain_loss=([0-9.]+)"},
-    {"Name": "train:emotion_accuracy", "Regex": r"\btrain_emotion_accuracy=([0-9.]+)"},
-    {"Name": "train:sentiment_accuracy", "Regex": r"\btrain_sentiment_accuracy=([0-9.]+)"},
-    {"Name": "validation:loss", "Regex": r"\bval_loss=([0-9.]+)"},
-    {"Name": "validation:emotion_accuracy", "Regex": r"\bval_emotion_accuracy=([0-9.]+)"},
-    {"Name": "validation:sentiment_accuracy", "Regex": r"\bval_sentiment_accuracy=([0-9.]+)"},
-    {"Name": "validation:emotion_weighted_f1", "Regex": r"\bval_emotion_weighted_f1=([0-9.]+)"},
-    {"Name": "validation:sentiment_weighted_f1", "Regex": r"\bval_sentiment_weighted_f1=([0-9.]+)"},
-    {"Name": "best:validation:emotion_weighted_f1", "Regex": r"\bbest_val_emotion_weighted_f1=([0-9.]+)"},
-]
 
 CODE_FILES = ("inference.py", "model.py", "media.py", "requirements.txt")  # what code/ in model.tar.gz needs
 TEXT_ENCODER_DIR = "text_encoder"
@@ -91,45 +83,45 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 @dataclass
 class Hyperparameters:
-    epochs: int = field(default=20, metadata={"help": "passes over the training set"})
-    batch_size: int = field(default=16, metadata={"help": "utterances per step"})
-    learning_rate: float = field(default=5e-4, metadata={"help": "AdamW rate of the audio encoder, projections, fusion and heads"})
-    encoder_learning_rate: float = field(default=8e-5, metadata={"help": "AdamW rate of the text transformer and video backbone when they train"})
-    weight_decay: float = field(default=1e-5, metadata={"help": "AdamW weight decay"})
-    label_smoothing: float = field(default=0.05, metadata={"help": "cross-entropy label smoothing, in [0, 1)"})
-    dropout: float = field(default=0.3, metadata={"help": "dropout in the projections, fusion and heads, in [0, 1)"})
-    class_weights: str = field(default="balanced", metadata={"help": "'balanced' (n_samples / (n_classes * count), from the training CSV) or 'none'"})
-    grad_clip: float = field(default=1.0, metadata={"help": "clip the gradient norm to this; 0 = off"})
-    text_model: str = field(default="bert-base-uncased", metadata={"help": f"transformers name or folder for from_pretrained, or '{SCRATCH}': a small BERT trained from scratch"})
-    scratch_text_hidden_size: int = field(default=64, metadata={"help": f"--text-model {SCRATCH}: hidden size"})
-    scratch_text_layers: int = field(default=2, metadata={"help": f"--text-model {SCRATCH}: transformer layers"})
-    scratch_vocab_size: int = field(default=2000, metadata={"help": f"--text-model {SCRATCH}: WordPiece vocabulary learnt from the training utterances"})
-    max_text_length: int = field(default=128, metadata={"help": "tokens per utterance, [CLS] and [SEP] included"})
-    freeze_text_encoder: bool = field(default=True, metadata={"help": "keep the pretrained text transformer fixed (its projection still trains)"})
-    video_backbone: str = field(default="r3d_18", metadata={"help": f"one of {', '.join(VIDEO_BACKBONES)}"})
-    video_pretrained: bool = field(default=True, metadata={"help": "r3d_18 with torchvision's Kinetics-400 weights (downloaded)"})
-    freeze_video_encoder: bool = field(default=True, metadata={"help": "keep the pretrained video backbone fixed (its projection still trains)"})
-    video_channels: int = field(default=16, metadata={"help": "conv3d backbone width"})
-    audio_channels: int = field(default=64, metadata={"help": "audio Conv1d width"})
-    hidden_size: int = field(default=128, metadata={"help": "each encoder's output size (fusion is 3x this in, 2x out)"})
-    num_frames: int = field(default=16, metadata={"help": "video frames sampled evenly over each clip"})
-    frame_size: int = field(default=112, metadata={"help": "frames resized to this square size"})
-    n_mels: int = field(default=64, metadata={"help": "mel bands of the spectrogram"})
-    audio_frames: int = field(default=300, metadata={"help": "spectrogram columns (10 ms each), padded or cut"})
-    max_unreadable_fraction: float = field(default=0.05, metadata={"help": "fail when more of a channel's clips than this cannot be read"})
-    decode_workers: int = field(default=8, metadata={"help": "ffmpeg processes decoding clips at once, before training"})
-    seed: int = field(default=0, metadata={"help": "random seed for initialization and sampling"})
-    amp: bool = field(default=True, metadata={"help": "float16 autocast with loss scaling on GPU (ignored on CPU)"})
-    tensorboard_dir: str = field(default_factory=lambda: job_folder("output/tensorboard", "tensorboard"), metadata={"help": "TensorBoard event files (TensorBoardOutputConfig.LocalPath)"})
+    epochs: int = setting(20, "passes over the training set")
+    batch_size: int = setting(16, "utterances per step")
+    learning_rate: float = setting(5e-4, "AdamW rate of the audio encoder, projections, fusion and heads")
+    encoder_learning_rate: float = setting(8e-5, "AdamW rate of the text transformer and video backbone when they train")
+    weight_decay: float = setting(1e-5, "AdamW weight decay")
+    label_smoothing: float = setting(0.05, "cross-entropy label smoothing, in [0, 1)")
+    dropout: float = setting(0.3, "dropout in the projections, fusion and heads, in [0, 1)")
+    class_weights: str = setting("balanced", "'balanced' (n_samples / (n_classes * count), from the training CSV) or 'none'")
+    grad_clip: float = setting(1.0, "clip the gradient norm to this; 0 = off")
+    text_model: str = setting("bert-base-uncased", f"transformers name or folder for from_pretrained, or '{SCRATCH}': a small BERT trained from scratch")
+    scratch_text_hidden_size: int = setting(64, f"--text-model {SCRATCH}: hidden size")
+    scratch_text_layers: int = setting(2, f"--text-model {SCRATCH}: transformer layers")
+    scratch_vocab_size: int = setting(2000, f"--text-model {SCRATCH}: WordPiece vocabulary learnt from the training utterances")
+    max_text_length: int = setting(128, "tokens per utterance, [CLS] and [SEP] included")
+    freeze_text_encoder: bool = setting(True, "keep the pretrained text transformer fixed (its projection still trains)")
+    video_backbone: str = setting("r3d_18", f"one of {', '.join(VIDEO_BACKBONES)}")
+    video_pretrained: bool = setting(True, "r3d_18 with torchvision's Kinetics-400 weights (downloaded)")
+    freeze_video_encoder: bool = setting(True, "keep the pretrained video backbone fixed (its projection still trains)")
+    video_channels: int = setting(16, "conv3d backbone width")
+    audio_channels: int = setting(64, "audio Conv1d width")
+    hidden_size: int = setting(128, "each encoder's output size (fusion is 3x this in, 2x out)")
+    num_frames: int = setting(16, "video frames sampled evenly over each clip")
+    frame_size: int = setting(112, "frames resized to this square size")
+    n_mels: int = setting(64, "mel bands of the spectrogram")
+    audio_frames: int = setting(300, "spectrogram columns (10 ms each), padded or cut")
+    max_unreadable_fraction: float = setting(0.05, "fail when more of a channel's clips than this cannot be read")
+    decode_workers: int = setting(8, "ffmpeg processes decoding clips at once, before training")
+    seed: int = setting(0, "random seed for initialization and sampling")
+    amp: bool = setting(True, "float16 autocast with loss scaling on GPU (ignored on CPU)")
+    tensorboard_dir: str = setting("tensorboard", "TensorBoard event files (TensorBoardOutputConfig.LocalPath)", job_folder="output/tensorboard")
 
 
 @dataclass
 class Paths:
-    train: str = from_env("SM_CHANNEL_TRAIN", "data/meld/train", "train channel")
-    validation: str = from_env("SM_CHANNEL_VALIDATION", "data/meld/validation", "validation channel")
-    model_dir: str = from_env("SM_MODEL_DIR", "model", "where the model artifacts go")
-    output_data_dir: str = from_env("SM_OUTPUT_DATA_DIR", "output", "metrics.json goes here")
-    num_gpus: int = from_env("SM_NUM_GPUS", str(torch.cuda.device_count()), "GPUs to use, 0 = CPU")
+    train: str = setting("data/meld/train", "train channel", env="SM_CHANNEL_TRAIN")
+    validation: str = setting("data/meld/validation", "validation channel", env="SM_CHANNEL_VALIDATION")
+    model_dir: str = setting("model", "where the model artifacts go", env="SM_MODEL_DIR")
+    output_data_dir: str = setting("output", "metrics.json goes here", env="SM_OUTPUT_DATA_DIR")
+    num_gpus: int = setting(torch.cuda.device_count(), "GPUs to use, 0 = CPU", env="SM_NUM_GPUS")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:

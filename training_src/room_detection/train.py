@@ -1,10 +1,10 @@
-"""Train YOLOv8 (ultralytics) to find rooms in floor-plan images, as SageMaker's PyTorch container runs it.
+r"""Train YOLOv8 (ultralytics) to find rooms in floor-plan images, as SageMaker's PyTorch container runs it.
 
 SageMaker runs `python train.py --model-size n --epochs 100 --batch 16 ...` with the hyperparameters
 as flags and the paths in SM_* variables; by hand, the flags' defaults stand in for those variables:
 
     python -m include.datasets.room_detection data/room_detection        # a small synthetic set, 128 px
-    python training_src/room_detection/train.py --train data/room_detection --pretrained false \\
+    python training_src/room_detection/train.py --train data/room_detection --pretrained false \
         --epochs 20 --imgsz 128 --batch 8 --nbs 8 --optimizer AdamW --lr0 0.002 --workers 0 --model-dir model
 
 Data: the train channel holds a YOLO detection set: dataset.yaml (train, val, optional test, names)
@@ -17,7 +17,8 @@ Model: --pretrained true starts from yolov8<size>.pt (ultralytics downloads it o
 Whenever nothing must be downloaded, ultralytics is kept offline (YOLO_OFFLINE, no font fetch, no
 update check, no telemetry) and its settings live in a private folder, not the user's home.
 
-Log lines, stable for two readers (a person, and SageMaker's MetricDefinitions, see METRIC_DEFINITIONS):
+Log lines, stable for two readers (a person, and SageMaker's MetricDefinitions: the regexes of
+training.metric_definitions in include/workloads/room_detection.yaml, their one copy):
     epoch=3 box_loss=1.2345 cls_loss=1.2345 dfl_loss=1.2345 precision=0.8123 recall=0.7012 mAP50=0.8000 mAP50-95=0.5000 learning_rate=0.001000 epoch_seconds=2.5
     best_epoch=3 best_precision=0.8123 best_recall=0.7012 best_mAP50=0.8000 best_mAP50-95=0.5000
     test_precision=0.8000 test_recall=0.7000 test_mAP50=0.7900 test_mAP50-95=0.4900
@@ -38,6 +39,7 @@ profile (64 synthetic 128 px plans; yolov8n from scratch, imgsz 128, batch 8, nb
 mAP50 stays near 0 for ~11 epochs, then climbs: with ultralytics' default nbs 64 (one optimizer step
 per 8 batches) 30 epochs reached only 0.34-0.63, and SGD at lr0 0.01 0.09.
 """
+import importlib.util
 import json
 import math
 import os
@@ -45,36 +47,18 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
-from sagemaker_hyperparameters import from_env, job_folder, parse_hyperparameters
-from serving_code import copy_serving_code
+# In the container the packager puts training_src/shared's modules beside this file (/opt/ml/code); run
+# from the repository, as `python training_src/room_detection/train.py`, they are in training_src/shared.
+if importlib.util.find_spec("sagemaker_hyperparameters") is None:
+    sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "shared"))
 
-# What a SageMaker training job's MetricDefinitions should list. \b keeps `mAP50=` from matching
-# inside `best_mAP50=` or `test_mAP50=` (`_` is a word character), and `mAP50=` never matches `mAP50-95=`.
-METRIC_DEFINITIONS = [
-    {"Name": "epoch", "Regex": r"\bepoch=([0-9]+)"},
-    {"Name": "train:box_loss", "Regex": r"\bbox_loss=([0-9.]+)"},
-    {"Name": "train:cls_loss", "Regex": r"\bcls_loss=([0-9.]+)"},
-    {"Name": "train:dfl_loss", "Regex": r"\bdfl_loss=([0-9.]+)"},
-    {"Name": "validation:precision", "Regex": r"\bprecision=([0-9.]+)"},
-    {"Name": "validation:recall", "Regex": r"\brecall=([0-9.]+)"},
-    {"Name": "validation:mAP50", "Regex": r"\bmAP50=([0-9.]+)"},
-    {"Name": "validation:mAP50-95", "Regex": r"\bmAP50-95=([0-9.]+)"},
-    {"Name": "learning_rate", "Regex": r"\blearning_rate=([0-9.]+)"},
-    {"Name": "epoch_seconds", "Regex": r"\bepoch_seconds=([0-9.]+)"},
-    {"Name": "best:validation:precision", "Regex": r"\bbest_precision=([0-9.]+)"},
-    {"Name": "best:validation:recall", "Regex": r"\bbest_recall=([0-9.]+)"},
-    {"Name": "best:validation:mAP50", "Regex": r"\bbest_mAP50=([0-9.]+)"},
-    {"Name": "best:validation:mAP50-95", "Regex": r"\bbest_mAP50-95=([0-9.]+)"},
-    {"Name": "test:precision", "Regex": r"\btest_precision=([0-9.]+)"},
-    {"Name": "test:recall", "Regex": r"\btest_recall=([0-9.]+)"},
-    {"Name": "test:mAP50", "Regex": r"\btest_mAP50=([0-9.]+)"},
-    {"Name": "test:mAP50-95", "Regex": r"\btest_mAP50-95=([0-9.]+)"},
-]
+from sagemaker_hyperparameters import parse_hyperparameters, setting
+from serving_code import copy_serving_code
 
 MODEL_SIZES = ("n", "s", "m", "l", "x")
 OPTIMIZERS = ("auto", "SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop")
@@ -97,29 +81,29 @@ def log(*parts, **kwargs) -> None:
 
 @dataclass
 class Hyperparameters:
-    model_size: str = field(default="n", metadata={"help": f"YOLOv8 scale, one of {', '.join(MODEL_SIZES)}"})
-    pretrained: bool = field(default=True, metadata={"help": "start from pretrained weights (yolov8<size>.pt or --weights); false: random init from yolov8<size>.yaml"})
-    weights: str = field(default="", metadata={"help": "pretrained checkpoint: a path, or a file name in the weights channel; empty: yolov8<size>.pt"})
-    epochs: int = field(default=100, metadata={"help": "passes over the training images"})
-    batch: int = field(default=16, metadata={"help": "images per step; -1: the largest that fits the GPU (ultralytics AutoBatch)"})
-    imgsz: int = field(default=640, metadata={"help": "training and inference image size in pixels, a multiple of 32"})
-    nbs: int = field(default=64, metadata={"help": "nominal batch size: gradients add up over nbs/batch steps before each optimizer step (weight decay scales with it)"})
-    patience: int = field(default=100, metadata={"help": "stop after this many epochs without a better val mAP50-95"})
-    lr0: float = field(default=0.01, metadata={"help": "initial learning rate (ignored when --optimizer is auto, which picks its own)"})
-    optimizer: str = field(default="auto", metadata={"help": f"one of {', '.join(OPTIMIZERS)}; auto: AdamW for short runs, MuSGD for long ones"})
-    workers: int = field(default=8, metadata={"help": "data loader worker processes (per GPU); 0 = main process"})
-    seed: int = field(default=0, metadata={"help": "random seed for initialization, sampling and augmentation"})
-    amp: bool = field(default=True, metadata={"help": "mixed precision on GPU (ignored on CPU)"})
-    checkpoint_dir: str = field(default_factory=lambda: job_folder("checkpoints", "checkpoints"), metadata={"help": "ultralytics' run folder (last.pt every epoch); resumes from it"})
+    model_size: str = setting("n", f"YOLOv8 scale, one of {', '.join(MODEL_SIZES)}")
+    pretrained: bool = setting(True, "start from pretrained weights (yolov8<size>.pt or --weights); false: random init from yolov8<size>.yaml")
+    weights: str = setting("", "pretrained checkpoint: a path, or a file name in the weights channel; empty: yolov8<size>.pt")
+    epochs: int = setting(100, "passes over the training images")
+    batch: int = setting(16, "images per step; -1: the largest that fits the GPU (ultralytics AutoBatch)")
+    imgsz: int = setting(640, "training and inference image size in pixels, a multiple of 32")
+    nbs: int = setting(64, "nominal batch size: gradients add up over nbs/batch steps before each optimizer step (weight decay scales with it)")
+    patience: int = setting(100, "stop after this many epochs without a better val mAP50-95")
+    lr0: float = setting(0.01, "initial learning rate (ignored when --optimizer is auto, which picks its own)")
+    optimizer: str = setting("auto", f"one of {', '.join(OPTIMIZERS)}; auto: AdamW for short runs, MuSGD for long ones")
+    workers: int = setting(8, "data loader worker processes (per GPU); 0 = main process")
+    seed: int = setting(0, "random seed for initialization, sampling and augmentation")
+    amp: bool = setting(True, "mixed precision on GPU (ignored on CPU)")
+    checkpoint_dir: str = setting("checkpoints", "ultralytics' run folder (last.pt every epoch); resumes from it", job_folder="checkpoints")
 
 
 @dataclass
 class Paths:
-    train: str = from_env("SM_CHANNEL_TRAIN", "data/room_detection", "train channel: dataset.yaml, images/, labels/")
-    weights_channel: str = from_env("SM_CHANNEL_WEIGHTS", "", "optional channel with pretrained checkpoints")
-    model_dir: str = from_env("SM_MODEL_DIR", "model", "where the model artifacts go")
-    output_data_dir: str = from_env("SM_OUTPUT_DATA_DIR", "output", "results.csv and training_metrics.json also go here")
-    num_gpus: int = from_env("SM_NUM_GPUS", "-1", "GPUs to use, 0 = CPU; -1: every GPU torch sees")
+    train: str = setting("data/room_detection", "train channel: dataset.yaml, images/, labels/", env="SM_CHANNEL_TRAIN")
+    weights_channel: str = setting("", "optional channel with pretrained checkpoints", env="SM_CHANNEL_WEIGHTS")
+    model_dir: str = setting("model", "where the model artifacts go", env="SM_MODEL_DIR")
+    output_data_dir: str = setting("output", "results.csv and training_metrics.json also go here", env="SM_OUTPUT_DATA_DIR")
+    num_gpus: int = setting(-1, "GPUs to use, 0 = CPU; -1: every GPU torch sees", env="SM_NUM_GPUS")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths]:
