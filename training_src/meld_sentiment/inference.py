@@ -166,17 +166,23 @@ def _features(utterance: Utterance, media: MediaSettings):
     return features
 
 
-def predict_fn(input_data, model):
-    """Emotion and sentiment probabilities for each utterance, with warnings about its clip."""
-    features = [_features(u, model.media) for u in input_data.utterances]
-    tokens = model.tokenizer([u.text for u in input_data.utterances], padding=True, truncation=True,
-                             max_length=model.max_text_length, return_tensors="pt")
+def probabilities(model, texts: list[str], features: list) -> dict[str, torch.Tensor]:
+    """Emotion and sentiment probabilities ([len(texts), classes] each, on the CPU) of decoded utterances:
+    what predict_fn answers from, and what evaluate.py scores a test set with."""
+    tokens = model.tokenizer(list(texts), padding=True, truncation=True, max_length=model.max_text_length,
+                             return_tensors="pt")
     inputs = [tokens["input_ids"], tokens["attention_mask"], torch.stack([f.frames for f in features]),
               torch.stack([f.spectrogram for f in features])]
     with torch.inference_mode():
         logits = model.network(*(x.to(model.device) for x in inputs))
-    emotion = torch.softmax(logits["emotion"].float(), dim=1).cpu().tolist()
-    sentiment = torch.softmax(logits["sentiment"].float(), dim=1).cpu().tolist()
+    return {head: torch.softmax(logits[head].float(), dim=1).cpu() for head in ("emotion", "sentiment")}
+
+
+def predict_fn(input_data, model):
+    """Emotion and sentiment probabilities for each utterance, with warnings about its clip."""
+    features = [_features(u, model.media) for u in input_data.utterances]
+    probs = probabilities(model, [u.text for u in input_data.utterances], features)
+    emotion, sentiment = probs["emotion"].tolist(), probs["sentiment"].tolist()
     answers = []
     for e, s, f in zip(emotion, sentiment, features):
         warnings = ["the clip has no audio track: answered from the text and frames"] if f.problem.startswith(NO_AUDIO) else []
