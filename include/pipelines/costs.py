@@ -156,12 +156,18 @@ def tuning_cost(sm, tuning_job_name: str, prices: Mapping | None = None) -> dict
     }
 
 
+def _timed_line(kind: str, prefix: str, job: Mapping, resources: Mapping, prices: Mapping | None) -> dict[str, Any]:
+    """The cost line of a job billed from <prefix>StartTime to <prefix>EndTime on `resources`' instances
+    (InstanceType, InstanceCount) at the `kind` table's price: a processing or a transform job."""
+    seconds, note = _seconds_between(job.get(f"{prefix}StartTime"), job.get(f"{prefix}EndTime"))
+    instance_type = resources.get("InstanceType")
+    return cost_line(kind, job[f"{prefix}JobName"], instance_type, resources.get("InstanceCount", 1), seconds,
+                     hourly_price(kind, instance_type, prices), note)
+
+
 def processing_line(job: Mapping, prices: Mapping | None = None) -> dict[str, Any]:
     cluster = job.get("ProcessingResources", {}).get("ClusterConfig", {})
-    seconds, note = _seconds_between(job.get("ProcessingStartTime"), job.get("ProcessingEndTime"))
-    instance_type = cluster.get("InstanceType")
-    return cost_line("processing", job["ProcessingJobName"], instance_type, cluster.get("InstanceCount", 1), seconds,
-                     hourly_price("processing", instance_type, prices), note)
+    return _timed_line("processing", "Processing", job, cluster, prices)
 
 
 def processing_cost(sm, name: str, prices: Mapping | None = None) -> dict[str, Any]:
@@ -170,11 +176,7 @@ def processing_cost(sm, name: str, prices: Mapping | None = None) -> dict[str, A
 
 
 def transform_line(job: Mapping, prices: Mapping | None = None) -> dict[str, Any]:
-    resources = job.get("TransformResources", {})
-    seconds, note = _seconds_between(job.get("TransformStartTime"), job.get("TransformEndTime"))
-    instance_type = resources.get("InstanceType")
-    return cost_line("transform", job["TransformJobName"], instance_type, resources.get("InstanceCount", 1), seconds,
-                     hourly_price("transform", instance_type, prices), note)
+    return _timed_line("transform", "Transform", job, job.get("TransformResources", {}), prices)
 
 
 def transform_cost(sm, name: str, prices: Mapping | None = None) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from sagemaker_pipelines_plugin.links import SageMakerStandingEndpointLink
 from sagemaker_pipelines_plugin.lookup import describe_or_none
 
-__all__ = ["EndpointUpdateRolledBack", "SageMakerDeployStandingEndpointOperator", "rollback_alarm_requests"]
+__all__ = ["EndpointUpdateRolledBack", "SageMakerDeployStandingEndpointOperator"]
 
 # statuses that end by themselves; UpdateEndpoint refuses all of them ("Cannot update in-progress endpoint")
 IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
@@ -64,40 +64,6 @@ class EndpointUpdateRolledBack(AirflowFailException):
 
     def __reduce__(self):  # the message is built from the fields: rebuild it from them
         return type(self), (self.endpoint_name, self.target, self.serving, self.reason)
-
-
-def rollback_alarm_requests(
-    endpoint_name: str,
-    variant_name: str,
-    *,
-    max_5xx_errors: int = 1,
-    max_model_latency_ms: float = 2000,
-    period_seconds: int = 60,
-    tags: list[dict[str, str]] | None = None,
-) -> list[dict]:
-    """PutMetricAlarm requests for the two alarms that roll an update of the endpoint back: 5XX errors
-    (Sum) and model latency (Average) of one variant in one period, as SageMaker publishes them."""
-    common: dict[str, Any] = {
-        "Namespace": "AWS/SageMaker",
-        # in the order SageMaker publishes them (some CloudWatch implementations match only that order)
-        "Dimensions": [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": variant_name}],
-        "Period": period_seconds,
-        "EvaluationPeriods": 1,
-        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-        # no traffic is no regression: a quiet endpoint must not roll its update back
-        "TreatMissingData": "notBreaching",
-    }
-    if tags:
-        common["Tags"] = list(tags)
-    return [
-        {"AlarmName": f"{endpoint_name}-5xx-errors", "MetricName": "Invocation5XXErrors", "Statistic": "Sum",
-         "Threshold": float(max_5xx_errors),
-         "AlarmDescription": f"Rolls back an update of {endpoint_name} that answers with 5XX errors", **common},
-        # SageMaker reports ModelLatency in microseconds
-        {"AlarmName": f"{endpoint_name}-model-latency", "MetricName": "ModelLatency", "Statistic": "Average",
-         "Threshold": float(max_model_latency_ms) * 1000.0,
-         "AlarmDescription": f"Rolls back an update of {endpoint_name} whose model answers slowly", **common},
-    ]
 
 
 def with_rollback_alarms(deployment_config: dict | None, alarm_names: Sequence[str]) -> dict | None:
@@ -166,8 +132,9 @@ class SageMakerDeployStandingEndpointOperator(AwsBaseOperator[SageMakerHook]):
     :param endpoint_config_name: the endpoint config it must serve (the target)
     :param deployment_config: UpdateEndpoint's DeploymentConfig (BlueGreenUpdatePolicy or
         RollingUpdatePolicy, with or without AutoRollbackConfiguration); None for a plain blue/green switch
-    :param alarms: PutMetricAlarm requests (see rollback_alarm_requests), put before an update; their
-        names join DeploymentConfig.AutoRollbackConfiguration.Alarms
+    :param alarms: PutMetricAlarm requests (a DAG's come from include/pipelines/requests.py's
+        build_rollback_alarms), put before an update; their names join
+        DeploymentConfig.AutoRollbackConfiguration.Alarms
     :param tags: CreateEndpoint's Tags, [{"Key": ..., "Value": ...}] (or a dict)
     :param check_interval: seconds between DescribeEndpoint calls while it changes
     :param max_wait_seconds: how long one try waits in all; a retry rejoins what is still in flight

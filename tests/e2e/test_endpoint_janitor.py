@@ -8,33 +8,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from include.local_airflow import DagRun
-from include.pipelines.janitor import STANDING_ROLE_TAG, VARIANT_DIMENSION, is_missing
+from include.pipelines.janitor import STANDING_ROLE_TAG, VARIANT_DIMENSION
 from include.pipelines.requests import EXPIRY_TAG
 from tests.conftest import client_of
-from tests.emulator.hosting_fixtures import (
-    create_config,
-    create_model,
-    instance_variant,
-    scaler_files,
-    unique,
-    wait_for_status,
-)
+from tests.janitor_fixtures import PAST, delete_endpoints, exists, make_endpoint, wait_in_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DAG_ID = "endpoint_janitor"
-PAST = "2020-01-01T00:00:00Z"
-
-
-def _exists(call, **kwargs) -> bool:
-    from botocore.exceptions import ClientError
-
-    try:
-        call(**kwargs)
-    except ClientError as error:
-        assert is_missing(error), error
-        return False
-    return True
 
 
 def _removed_by_any_run(airflow) -> set[str]:
@@ -59,15 +40,10 @@ def test_janitor_removes_only_the_expired_endpoint(airflow, emulator, sagemaker_
     }
     made = {}
     try:
-        for key, endpoint_tags in tags.items():
-            model = create_model(sagemaker_client, s3_client, unique(f"e2e-jan-{key}"), scaler_files(2, key))
-            config = create_config(sagemaker_client, unique(f"e2e-jan-{key}-cfg"), [instance_variant(model)])
-            name = unique(f"e2e-jan-{key}-ep")
-            sagemaker_client.create_endpoint(EndpointName=name, EndpointConfigName=config, Tags=endpoint_tags)
-            made[key] = {"endpoint": name, "config": config, "model": model}
+        for key, endpoint_tags in tags.items():  # all starting at once, then waited for
+            make_endpoint(sagemaker_client, s3_client, made, "e2e-jan", key, endpoint_tags, wait=False)
         for parts in made.values():
-            status = wait_for_status(sagemaker_client, parts["endpoint"], {"InService", "Failed"})["EndpointStatus"]
-            assert status == "InService", parts
+            wait_in_service(sagemaker_client, parts["endpoint"])
         target = f"endpoint/{made['expired']['endpoint']}/variant/AllTraffic"
         autoscaling.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=target,
                                              ScalableDimension=VARIANT_DIMENSION, MinCapacity=1, MaxCapacity=2)
@@ -87,26 +63,24 @@ def test_janitor_removes_only_the_expired_endpoint(airflow, emulator, sagemaker_
         removed = [e for e in result["removed"] if e["endpoint"] == made["expired"]["endpoint"]]
         if removed:  # our run was the one that found it
             assert removed[0] == {"endpoint": made["expired"]["endpoint"], "endpoint_config": made["expired"]["config"],
-                                  "models": [made["expired"]["model"]], "scalable_targets": [target],
+                                  "models": made["expired"]["models"], "scalable_targets": [target],
                                   "expired_at": PAST}
             log = run.log("sweep")
             for line in (f"Deregistered scalable target {target}", f"Deleted endpoint {made['expired']['endpoint']}",
                          f"Deleted endpoint config {made['expired']['config']}",
-                         f"Deleted model {made['expired']['model']}"):
+                         f"Deleted model {made['expired']['models'][0]}"):
                 assert line in log, line
 
         gone = made["expired"]
-        assert not _exists(sagemaker_client.describe_endpoint, EndpointName=gone["endpoint"])
-        assert not _exists(sagemaker_client.describe_endpoint_config, EndpointConfigName=gone["config"])
-        assert not _exists(sagemaker_client.describe_model, ModelName=gone["model"])
+        assert not exists(sagemaker_client.describe_endpoint, EndpointName=gone["endpoint"])
+        assert not exists(sagemaker_client.describe_endpoint_config, EndpointConfigName=gone["config"])
+        assert not exists(sagemaker_client.describe_model, ModelName=gone["models"][0])
         assert autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[target])["ScalableTargets"] == []
         for key in ("unexpired", "standing"):
             parts = made[key]
             assert sagemaker_client.describe_endpoint(EndpointName=parts["endpoint"])["EndpointStatus"] == "InService"
-            assert _exists(sagemaker_client.describe_endpoint_config, EndpointConfigName=parts["config"])
-            assert _exists(sagemaker_client.describe_model, ModelName=parts["model"])
+            assert exists(sagemaker_client.describe_endpoint_config, EndpointConfigName=parts["config"])
+            assert exists(sagemaker_client.describe_model, ModelName=parts["models"][0])
     finally:
-        for parts in made.values():
-            if _exists(sagemaker_client.describe_endpoint, EndpointName=parts["endpoint"]):
-                sagemaker_client.delete_endpoint(EndpointName=parts["endpoint"])
+        delete_endpoints(sagemaker_client, made)
 

@@ -18,20 +18,11 @@ from sagemaker_pipelines_plugin.standing_endpoint import (
     DeploymentRecord,
     EndpointUpdateRolledBack,
     SageMakerDeployStandingEndpointOperator,
-    rollback_alarm_requests,
     with_rollback_alarms,
 )
 from tests.conftest import client_of
-from tests.emulator.hosting_fixtures import (
-    FAILING_MODEL_FN_PY,
-    create_config,
-    create_model,
-    deploy,
-    instance_variant,
-    invoke_json,
-    scaler_files,
-    unique,
-)
+from tests.emulator.hosting_fixtures import (FAILING_MODEL_FN_PY, create_config, create_model, deploy, instance_variant,
+                                             invoke_json, scaler_files, unique)
 from tests.emulator.test_deployment_guardrails import Traffic
 
 pytestmark = pytest.mark.slow
@@ -83,6 +74,18 @@ def update_calls(monkeypatch) -> list[dict]:
     return calls
 
 
+def _alarms(endpoint: str) -> list[dict]:
+    """The operator's `alarms`, test data (a DAG's come from include/pipelines/requests.py): PutMetricAlarm for
+    AllTraffic's 5XX errors and model latency (in microseconds), quiet when there is no traffic."""
+    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    return [{"AlarmName": f"{endpoint}-{suffix}", "Namespace": "AWS/SageMaker", "MetricName": metric,
+             "Statistic": statistic, "Threshold": threshold, "Dimensions": dimensions, "Period": 60,
+             "EvaluationPeriods": 1, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+             "TreatMissingData": "notBreaching"}
+            for suffix, metric, statistic, threshold in (("5xx-errors", "Invocation5XXErrors", "Sum", 1.0),
+                                                         ("model-latency", "ModelLatency", "Average", 2_000_000.0))]
+
+
 def _context(try_number: int = 1, run_id: str = "run-1") -> dict:
     ti = SimpleNamespace(try_number=try_number, dag_id="standing", run_id=run_id, task_id="deploy", map_index=-1)
     return {"ti": ti, "run_id": run_id}
@@ -122,21 +125,6 @@ def _wait_for_update(sagemaker_client, endpoint: str, stage: str | None = None) 
 
 
 # --- no SageMaker needed ------------------------------------------------------------------------
-
-def test_rollback_alarms_watch_5xx_errors_and_latency_in_microseconds():
-    tags = [{"Key": "workload", "Value": "demo"}]
-    errors, latency = rollback_alarm_requests("ep", "AllTraffic", max_5xx_errors=3, max_model_latency_ms=250,
-                                              period_seconds=30, tags=tags)
-    dimensions = [{"Name": "EndpointName", "Value": "ep"}, {"Name": "VariantName", "Value": "AllTraffic"}]
-    assert errors["AlarmName"] == "ep-5xx-errors" and latency["AlarmName"] == "ep-model-latency"
-    assert (errors["MetricName"], errors["Statistic"], errors["Threshold"]) == ("Invocation5XXErrors", "Sum", 3.0)
-    assert (latency["MetricName"], latency["Statistic"], latency["Threshold"]) == ("ModelLatency", "Average", 250_000.0)
-    for alarm in (errors, latency):
-        assert alarm["Namespace"] == "AWS/SageMaker" and alarm["Dimensions"] == dimensions
-        assert (alarm["Period"], alarm["TreatMissingData"], alarm["Tags"]) == (30, "notBreaching", tags)
-        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert "Tags" not in rollback_alarm_requests("ep", "AllTraffic")[0]
-
 
 def test_alarm_names_join_the_deployment_config_once_each_and_the_input_is_left_alone():
     given = {**CANARY, "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "mine"}]}}
@@ -215,8 +203,7 @@ def test_a_create_that_fails_raises_with_sagemakers_reason(sagemaker_client, s3_
 
 def test_an_endpoint_that_serves_the_target_is_left_unchanged(sagemaker_client, configs, update_calls):
     endpoint, before = _standing(sagemaker_client, configs.blue)
-    result = _operator(endpoint, configs.blue, deployment_config=CANARY,
-                       alarms=rollback_alarm_requests(endpoint, "AllTraffic")).execute(_context())
+    result = _operator(endpoint, configs.blue, deployment_config=CANARY, alarms=_alarms(endpoint)).execute(_context())
 
     assert (result["action"], result["previous_endpoint_config_name"], result["deployment_config"]) == ("unchanged", None, None)
     after = sagemaker_client.describe_endpoint(EndpointName=endpoint)
@@ -253,7 +240,7 @@ def test_a_canary_update_that_succeeds_serves_the_target(sagemaker_client, runti
 def test_an_alarm_during_the_canary_rolls_back_and_fails_the_task(sagemaker_client, runtime_client, cloudwatch_client,
                                                                   configs, update_calls):
     endpoint, _ = _standing(sagemaker_client, configs.blue)
-    alarms = rollback_alarm_requests(endpoint, "AllTraffic")
+    alarms = _alarms(endpoint)
     baking = {**CANARY, "BlueGreenUpdatePolicy": {**CANARY["BlueGreenUpdatePolicy"], "TrafficRoutingConfiguration": {
         **CANARY["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"], "WaitIntervalInSeconds": 120}}}
     alarm_raised = threading.Event()
@@ -345,7 +332,7 @@ def test_a_try_that_gave_up_waiting_is_rejoined_by_its_retry(sagemaker_client, c
 def test_a_serverless_endpoint_is_updated_all_at_once(sagemaker_client, runtime_client, cloudwatch_client, configs,
                                                       update_calls):
     endpoint, _ = _standing(sagemaker_client, configs.serverless_blue)
-    alarms = rollback_alarm_requests(endpoint, "AllTraffic")
+    alarms = _alarms(endpoint)
     result = _operator(endpoint, configs.serverless_green, deployment_config=ALL_AT_ONCE,
                        alarms=alarms).execute(_context())
 

@@ -9,27 +9,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from include.pipelines.janitor import (
-    STANDING_ROLE_TAG,
-    VARIANT_DIMENSION,
-    is_missing,
-    sweep_expired_endpoints,
-    why_kept,
-)
+from include.pipelines.janitor import STANDING_ROLE_TAG, VARIANT_DIMENSION, sweep_expired_endpoints, why_kept
 from include.pipelines.requests import EXPIRY_TAG
 from tests.conftest import client_of
-from tests.emulator.hosting_fixtures import (
-    create_config,
-    create_model,
-    instance_variant,
-    scaler_files,
-    unique,
-    wait_for_status,
-)
+from tests.emulator.test_autoscaling import _register_variant_scaling
+from tests.janitor_fixtures import PAST, delete_endpoints, exists, make_endpoint
 
 pytestmark = pytest.mark.slow  # model servers behind every endpoint
 
-PAST = "2020-01-01T00:00:00Z"
 NOW = datetime.now(timezone.utc)
 FUTURE = (NOW + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -50,24 +37,6 @@ def autoscaling_client(emulator):
     return client_of(emulator, "application-autoscaling")
 
 
-def _endpoint(sagemaker_client, name: str, config: str, tags: list[dict], *, wait: bool = True) -> str:
-    sagemaker_client.create_endpoint(EndpointName=name, EndpointConfigName=config, Tags=tags)
-    if wait:
-        assert wait_for_status(sagemaker_client, name, {"InService", "Failed"})["EndpointStatus"] == "InService"
-    return name
-
-
-def _exists(call, **kwargs) -> bool:
-    from botocore.exceptions import ClientError
-
-    try:
-        call(**kwargs)
-    except ClientError as error:
-        assert is_missing(error), error
-        return False
-    return True
-
-
 def _targets(autoscaling_client, endpoint: str) -> list[str]:
     resource_id = f"endpoint/{endpoint}/variant/AllTraffic"
     found = autoscaling_client.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource_id])
@@ -79,9 +48,9 @@ def _state(sagemaker_client, autoscaling_client, world: dict) -> dict:
     state = {}
     for key, parts in world.items():
         state[key] = {
-            "endpoint": _exists(sagemaker_client.describe_endpoint, EndpointName=parts["endpoint"]),
-            "config": _exists(sagemaker_client.describe_endpoint_config, EndpointConfigName=parts["config"]),
-            "models": {m: _exists(sagemaker_client.describe_model, ModelName=m) for m in parts["models"]},
+            "endpoint": exists(sagemaker_client.describe_endpoint, EndpointName=parts["endpoint"]),
+            "config": exists(sagemaker_client.describe_endpoint_config, EndpointConfigName=parts["config"]),
+            "models": {m: exists(sagemaker_client.describe_model, ModelName=m) for m in parts["models"]},
             "targets": _targets(autoscaling_client, parts["endpoint"]),
         }
     return state
@@ -93,26 +62,12 @@ def world(sagemaker_client, s3_client, autoscaling_client):
     also runs `unexpired`'s model); `expired` has a scalable target with a policy."""
     made: dict[str, dict] = {}
 
-    def build(key: str, tags: list[dict], *, extra_models: tuple[str, ...] = (), wait: bool = True) -> dict:
-        model = create_model(sagemaker_client, s3_client, unique(f"jan-{key}"), scaler_files(2, key))
-        variants = [instance_variant(model)] + [instance_variant(m, f"V{i}") for i, m in enumerate(extra_models)]
-        config = create_config(sagemaker_client, unique(f"jan-{key}-cfg"), variants)
-        endpoint = unique(f"jan-{key}-ep")
-        made[key] = {"endpoint": endpoint, "config": config, "models": [model, *extra_models]}
-        _endpoint(sagemaker_client, endpoint, config, tags, wait=wait)
-        return made[key]
+    def build(key: str, tags: list[dict], **options) -> dict:
+        return make_endpoint(sagemaker_client, s3_client, made, "jan", key, tags, **options)
 
     try:
         expired = build("expired", _expiring(PAST, workload="janitor-test"))
-        resource_id = f"endpoint/{expired['endpoint']}/variant/AllTraffic"
-        autoscaling_client.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource_id,
-                                                    ScalableDimension=VARIANT_DIMENSION, MinCapacity=1, MaxCapacity=2)
-        autoscaling_client.put_scaling_policy(
-            PolicyName=f"{expired['endpoint']}-invocations", ServiceNamespace="sagemaker", ResourceId=resource_id,
-            ScalableDimension=VARIANT_DIMENSION, PolicyType="TargetTrackingScaling",
-            TargetTrackingScalingPolicyConfiguration={
-                "TargetValue": 100.0,
-                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}})
+        _register_variant_scaling(autoscaling_client, expired["endpoint"])  # a target with a policy
         unexpired = build("unexpired", _expiring(FUTURE))
         build("standing", [*_expiring(PAST), STANDING])
         build("untagged", _tags(workload="janitor-test"))
@@ -126,9 +81,7 @@ def world(sagemaker_client, s3_client, autoscaling_client):
         build("busy", _expiring(PAST, **{"emulator:fault": "slow-start:120"}), wait=False)
         yield made
     finally:
-        for parts in made.values():  # free the model servers of what the janitor left
-            if _exists(sagemaker_client.describe_endpoint, EndpointName=parts["endpoint"]):
-                sagemaker_client.delete_endpoint(EndpointName=parts["endpoint"])
+        delete_endpoints(sagemaker_client, made)
         for parts in made.values():
             for resource_id in _targets(autoscaling_client, parts["endpoint"]):
                 autoscaling_client.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource_id,
@@ -254,21 +207,17 @@ class _DeleteFails:
 def test_one_endpoint_that_will_not_go_does_not_keep_the_others(sweeps, sagemaker_client, s3_client, autoscaling_client):
     from include.pipelines.janitor import JanitorError
 
-    names = []
-    for key in ("stuck", "free"):
-        model = create_model(sagemaker_client, s3_client, unique(f"jan-{key}"), scaler_files(2, key))
-        config = create_config(sagemaker_client, unique(f"jan-{key}-cfg"), [instance_variant(model)])
-        names.append(_endpoint(sagemaker_client, unique(f"jan-{key}-ep"), config, _expiring(PAST)))
-    stuck, free = names
+    made: dict[str, dict] = {}
     try:
+        stuck, free = (make_endpoint(sagemaker_client, s3_client, made, "jan", key, _expiring(PAST))["endpoint"]
+                       for key in ("stuck", "free"))
         with pytest.raises(JanitorError, match=f"could not remove 1 expired endpoint\\(s\\): {stuck}: .*Rate exceeded"):
             sweep_expired_endpoints(_DeleteFails(sagemaker_client, stuck), autoscaling_client, poll_interval=0.2,
                                     wait_timeout=60)
-        assert not _exists(sagemaker_client.describe_endpoint, EndpointName=free)
-        assert _exists(sagemaker_client.describe_endpoint, EndpointName=stuck)
+        assert not exists(sagemaker_client.describe_endpoint, EndpointName=free)
+        assert exists(sagemaker_client.describe_endpoint, EndpointName=stuck)
         # the retry removes it
         again = sweep_expired_endpoints(sagemaker_client, autoscaling_client, poll_interval=0.2, wait_timeout=60)
         assert stuck in [e["endpoint"] for e in again["removed"]]
     finally:
-        if _exists(sagemaker_client.describe_endpoint, EndpointName=stuck):
-            sagemaker_client.delete_endpoint(EndpointName=stuck)
+        delete_endpoints(sagemaker_client, made)

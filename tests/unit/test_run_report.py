@@ -3,11 +3,7 @@ the training curves read back from a real job's log on the local SageMaker, tuni
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
-import tarfile
 import textwrap
-import time
 from html.parser import HTMLParser
 
 import boto3
@@ -27,7 +23,9 @@ from include.pipelines.run_report import (
     training_curves,
     tuning_results,
 )
-from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_ROLE_ARN, client_of
+from tests.conftest import TEST_BUCKET, TEST_REGION
+from tests.emulator.hosting_fixtures import model_archive
+from tests.emulator.test_training_jobs import training_request, wait_until_done
 
 HOSTILE = "<script>alert('x')</script>"
 VOID = {"meta", "br", "img", "hr", "input", "link", "area", "base", "col", "embed", "source", "track", "wbr"}
@@ -415,27 +413,35 @@ def _event(ms: int, message: str) -> dict:
     return {"timestamp": ms, "message": message, "ingestionTime": ms}
 
 
-def test_training_curves_read_algo_1_streams_in_order_and_fill_in_final_metrics():
-    sm = boto3.client("sagemaker", region_name=TEST_REGION)
-    logs = boto3.client("logs", region_name=TEST_REGION)
-    description = {
+def _stubbed_job(sm_stub: Stubber, metric_definitions: list[dict], final_metrics: dict[str, float], *,
+                 instance_count: int = 1) -> None:
+    """DescribeTrainingJob of "job", Completed, started at T0, with these MetricDefinitions and final values
+    (name -> seconds after T0, value)."""
+    sm_stub.add_response("describe_training_job", {
         "TrainingJobName": "job", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/job",
         "TrainingJobStatus": "Completed", "SecondaryStatus": "Completed", "CreationTime": T0, "TrainingStartTime": T0,
         "ModelArtifacts": {"S3ModelArtifacts": "s3://b/model.tar.gz"},
-        "AlgorithmSpecification": {"TrainingInputMode": "File", "MetricDefinitions": [
-            {"Name": "loss", "Regex": r"loss=([0-9.]+)"},
-            {"Name": "step", "Regex": r"(?<=step )[0-9]+"},  # no group: the whole match
-            {"Name": "val:f1", "Regex": r"f1=([0-9.]+)"},  # only in FinalMetricDataList
-            {"Name": "never", "Regex": r"never=([0-9.]+)"},
-        ]},
-        "ResourceConfig": {"InstanceCount": 2, "VolumeSizeInGB": 5}, "StoppingCondition": {"MaxRuntimeInSeconds": 60},
-        "FinalMetricDataList": [{"MetricName": "loss", "Value": 0.3, "Timestamp": T0 + dt.timedelta(seconds=70)},
-                                {"MetricName": "val:f1", "Value": 0.77, "Timestamp": T0 + dt.timedelta(seconds=75)}],
-    }
+        "AlgorithmSpecification": {"TrainingInputMode": "File", "MetricDefinitions": metric_definitions},
+        "ResourceConfig": {"InstanceCount": instance_count, "VolumeSizeInGB": 5},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+        "FinalMetricDataList": [{"MetricName": name, "Value": value, "Timestamp": T0 + dt.timedelta(seconds=seconds)}
+                                for name, (seconds, value) in final_metrics.items()],
+    }, {"TrainingJobName": "job"})
+
+
+def test_training_curves_read_algo_1_streams_in_order_and_fill_in_final_metrics():
+    sm = boto3.client("sagemaker", region_name=TEST_REGION)
+    logs = boto3.client("logs", region_name=TEST_REGION)
+    metric_definitions = [
+        {"Name": "loss", "Regex": r"loss=([0-9.]+)"},
+        {"Name": "step", "Regex": r"(?<=step )[0-9]+"},  # no group: the whole match
+        {"Name": "val:f1", "Regex": r"f1=([0-9.]+)"},  # only in FinalMetricDataList
+        {"Name": "never", "Regex": r"never=([0-9.]+)"},
+    ]
     start = int(T0.timestamp() * 1000) + 5000
     first, restart = "job/algo-1-1748772000", "job/algo-1-1748772060"
     with Stubber(sm) as sm_stub, Stubber(logs) as logs_stub:
-        sm_stub.add_response("describe_training_job", description, {"TrainingJobName": "job"})
+        _stubbed_job(sm_stub, metric_definitions, {"loss": (70, 0.3), "val:f1": (75, 0.77)}, instance_count=2)
         # listed out of order and over two pages; the restart's stream started later
         logs_stub.add_response("describe_log_streams", {"logStreams": [{"logStreamName": restart, "firstEventTimestamp": start + 60000}],
                                                         "nextToken": "n"},
@@ -469,16 +475,8 @@ def test_training_curves_read_algo_1_streams_in_order_and_fill_in_final_metrics(
 def test_training_curves_of_a_job_that_never_logged_are_its_final_metrics():
     sm = boto3.client("sagemaker", region_name=TEST_REGION)
     logs = boto3.client("logs", region_name=TEST_REGION)
-    description = {
-        "TrainingJobName": "job", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/job",
-        "TrainingJobStatus": "Completed", "SecondaryStatus": "Completed", "CreationTime": T0, "TrainingStartTime": T0,
-        "ModelArtifacts": {"S3ModelArtifacts": "s3://b/model.tar.gz"},
-        "AlgorithmSpecification": {"TrainingInputMode": "File", "MetricDefinitions": [{"Name": "loss", "Regex": "loss=(.*)"}]},
-        "ResourceConfig": {"InstanceCount": 1, "VolumeSizeInGB": 5}, "StoppingCondition": {"MaxRuntimeInSeconds": 60},
-        "FinalMetricDataList": [{"MetricName": "loss", "Value": 0.3, "Timestamp": T0 + dt.timedelta(seconds=42)}],
-    }
     with Stubber(sm) as sm_stub, Stubber(logs) as logs_stub:
-        sm_stub.add_response("describe_training_job", description, {"TrainingJobName": "job"})
+        _stubbed_job(sm_stub, [{"Name": "loss", "Regex": "loss=(.*)"}], {"loss": (42, 0.3)})
         logs_stub.add_client_error("describe_log_streams", "ResourceNotFoundException", "The specified log group does not exist.",
                                    expected_params={"logGroupName": LOG_GROUP, "logStreamNamePrefix": ANY})
         assert training_curves(sm, logs, "job") == {"loss": [(42.0, 0.3)]}
@@ -486,7 +484,6 @@ def test_training_curves_of_a_job_that_never_logged_are_its_final_metrics():
 
 # --- on the local SageMaker: a real job's printed values come back, in order ------------------------
 
-IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-cpu-py311-ubuntu22.04-sagemaker"
 PREFIX = "run-report-tests"
 LOSSES = [0.9, 0.71, 0.55, 0.42, 0.3]
 ACCURACIES = [0.2, 0.45, 0.6, 0.74, 0.81]
@@ -510,46 +507,25 @@ METRICS = [
 
 
 @pytest.fixture(scope="module")
-def finished_job(emulator):
-    s3, sm = client_of(emulator, "s3"), client_of(emulator, "sagemaker")
-    try:
-        s3.create_bucket(Bucket=TEST_BUCKET)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        data = TRAIN_PY.encode()
-        info = tarfile.TarInfo("train.py")
-        info.size = len(data)
-        archive.addfile(info, io.BytesIO(data))
-    s3.put_object(Bucket=TEST_BUCKET, Key=f"{PREFIX}/source/sourcedir.tar.gz", Body=buffer.getvalue())
-    s3.put_object(Bucket=TEST_BUCKET, Key=f"{PREFIX}/data/train/a.csv", Body=b"x\n1\n")
+def finished_job(sagemaker_client, s3_client):
+    """A tiny training job (the request of the emulator's training tests) running TRAIN_PY with METRICS; it completes."""
+    source = f"{PREFIX}/source/sourcedir.tar.gz"
+    s3_client.put_object(Bucket=TEST_BUCKET, Key=source, Body=model_archive({"train.py": TRAIN_PY}))
+    s3_client.put_object(Bucket=TEST_BUCKET, Key=f"{PREFIX}/data/train/a.csv", Body=b"x\n1\n")
     name = "run-report-curves"
-    sm.create_training_job(
-        TrainingJobName=name,
-        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File", "MetricDefinitions": METRICS},
-        RoleArn=TEST_ROLE_ARN,
-        HyperParameters={"sagemaker_program": json.dumps("train.py"),
-                         "sagemaker_submit_directory": json.dumps(f"s3://{TEST_BUCKET}/{PREFIX}/source/sourcedir.tar.gz"),
-                         "sagemaker_region": json.dumps(TEST_REGION)},
-        InputDataConfig=[{"ChannelName": "train", "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": f"s3://{TEST_BUCKET}/{PREFIX}/data/train", "S3DataDistributionType": "FullyReplicated"}}}],
-        OutputDataConfig={"S3OutputPath": f"s3://{TEST_BUCKET}/{PREFIX}/output"},
-        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
-        StoppingCondition={"MaxRuntimeInSeconds": 300},
-    )
-    deadline = time.monotonic() + 180
-    while (description := sm.describe_training_job(TrainingJobName=name))["TrainingJobStatus"] not in ("Completed", "Failed", "Stopped"):
-        assert time.monotonic() < deadline, "the training job did not finish"
-        time.sleep(0.3)
+    request = training_request(name, f"s3://{TEST_BUCKET}/{source}", f"s3://{TEST_BUCKET}/{PREFIX}/data/train",
+                               max_runtime=300)
+    request["AlgorithmSpecification"]["MetricDefinitions"] = METRICS
+    sagemaker_client.create_training_job(**request)
+    description = wait_until_done(sagemaker_client, name, timeout=180)
     assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
     return name, description
 
 
 @pytest.mark.slow
-def test_training_curves_from_a_real_job_hold_the_printed_values_in_order(emulator, finished_job):
+def test_training_curves_from_a_real_job_hold_the_printed_values_in_order(sagemaker_client, logs_client, finished_job):
     name, description = finished_job
-    curves = training_curves(client_of(emulator, "sagemaker"), client_of(emulator, "logs"), name)
+    curves = training_curves(sagemaker_client, logs_client, name)
     assert list(curves) == ["train:loss", "val:accuracy", "val:f1"]
     assert [value for _, value in curves["train:loss"]] == LOSSES
     assert [value for _, value in curves["val:accuracy"]] == ACCURACIES
@@ -564,16 +540,11 @@ def test_training_curves_from_a_real_job_hold_the_printed_values_in_order(emulat
     parse(render_report(full_report(training_job=name, curves=curves)))
 
 
-def test_publish_report_puts_html_in_s3(emulator):
-    s3 = client_of(emulator, "s3")
-    try:
-        s3.create_bucket(Bucket=TEST_BUCKET)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
+def test_publish_report_puts_html_in_s3(s3_client):
     page = render_report(full_report(run_id="manual__2025-06-01T10:00:00+00:00 ✓"))
     key = report_key("cifar10", "cifar10_pipeline", "manual__2025-06-01T10:00:00+00:00 ✓")
-    uri = publish_report(s3, TEST_BUCKET, key, page)
+    uri = publish_report(s3_client, TEST_BUCKET, key, page)
     assert uri == f"s3://{TEST_BUCKET}/{key}"
-    stored = s3.get_object(Bucket=TEST_BUCKET, Key=key)
+    stored = s3_client.get_object(Bucket=TEST_BUCKET, Key=key)
     assert stored["ContentType"].split(";")[0] == "text/html"
     assert stored["Body"].read().decode("utf-8") == page
