@@ -1,13 +1,15 @@
 """
-### Brain-to-Text diphone decoder: train on HDF5 streamed from S3, gate on DER, register, batch-decode
+### Brain-to-Text diphone decoder: train on HDF5 streamed from S3, gate on DER, promote, batch-decode
 
 Packages `training_src/brain_to_text`, puts the recording sessions in S3 (the local profile's
 synthetic ones; on AWS they are already there) and trains the GRU + CTC diphone decoder on
 SageMaker. The job streams the trials it samples straight from S3 (`--data-s3-uri`): SageMaker
 downloads nothing, so the data set may be far larger than the instance's disk. A model whose best
-validation DER clears the workload's gate is registered as a new version in the SageMaker model
-registry, and that registered version batch-decodes a held-out session; the last task reads the
-decode back (one JSON line per trial) and reports its DER. No endpoint is created.
+validation DER clears the gate is scored against the approved champion on the same held-out trials
+(`evaluate.py`, a processing job) and registered; it is approved only when it wins. No endpoint is
+created: the approved champion (the new version when it won, the earlier one when it lost)
+batch-decodes a held-out session, and the last task reads the decode back (one JSON line per trial)
+and reports its DER.
 
 Trigger with `preset` = `quick-test` for a short training run through the same pipeline, or
 `full` (the default) for the configured one.
@@ -17,39 +19,24 @@ decides. Settings live in `include/workloads/brain_to_text.yaml` (profiles `loca
 """
 from __future__ import annotations
 
-from airflow.providers.amazon.aws.operators.sagemaker import SageMakerRegisterModelVersionOperator
 from airflow.sdk import Param, chain, dag, task
+from airflow.sdk.bases.operator import TriggerRule
 
+from include.pipelines import stages
 from include.pipelines.config import load_workload
-from include.pipelines.tasks import (
-    evaluate,
-    model_version,
-    package_source,
-    pipeline_dag_arguments,
-    pipeline_params,
-    plan,
-    preset_param,
-    resolve_settings,
-    transform_config,
-    upload_data,
-)
-from sagemaker_pipelines_plugin.training import SageMakerResumableTrainingOperator
+from include.pipelines.promotion_tasks import approved_champion
+from include.pipelines.tasks import pipeline_dag_arguments, pipeline_params, preset_param, transform_config
 from sagemaker_pipelines_plugin.transform import SageMakerResumableTransformOperator
 
 WORKLOAD = load_workload("brain_to_text")
 
 
-@dag(**pipeline_dag_arguments(
-    WORKLOAD,
-    doc=__doc__,
-    tags=["brain-to-text"],
-    params=pipeline_params(
-        omit=("epochs",),  # trained for num-training-batches, not epochs
-        deploy=Param(True, type="boolean",
-                     description="Register the model and batch-decode the held-out session when it passes the gate."),
-        preset=preset_param(WORKLOAD.presets),
-    ),
-))
+@dag(**pipeline_dag_arguments(WORKLOAD, doc=__doc__, tags=["brain-to-text"], params=pipeline_params(
+    omit=("epochs",),  # trained for num-training-batches, not epochs
+    deploy=Param(True, type="boolean", description="Approve a winning model and batch-decode with the champion."),
+    preset=preset_param(WORKLOAD.presets),
+    **stages.promotion_params(WORKLOAD),
+)))
 def brain_to_text_pipeline():
     @task
     def check_decode(decode: dict) -> dict:
@@ -58,27 +45,17 @@ def brain_to_text_pipeline():
 
         return check_batch_decode(decode["Transform"])
 
-    # setup
-    settings = resolve_settings(WORKLOAD.name)
-    requests = plan(settings, upload_data(settings), package_source(settings))
-
-    # body
-    train = SageMakerResumableTrainingOperator(
-        task_id="train", config=requests["training"], deferrable=True, check_interval=10, print_log=True
-    )
-    gate = evaluate(train.output, settings)
-    version = model_version(train.output, settings)
-    # expand_kwargs: the version's image, artifact and metadata exist only once the job has run
-    register = SageMakerRegisterModelVersionOperator.partial(task_id="register_model").expand_kwargs(version)
+    settings, requests = stages.setup(WORKLOAD)
+    train = stages.train(requests)
+    gate = stages.gate(train, requests)
+    promotion = stages.promote(WORKLOAD, requests, train)
+    # after the decision either way: the version that is the champion now decodes
+    champion = approved_champion.override(trigger_rule=TriggerRule.NONE_FAILED)(requests["promotion"])
     decode = SageMakerResumableTransformOperator(
-        task_id="batch_decode",
-        config=transform_config(requests["transform"], register.output, settings),
-        deferrable=True,
-        check_interval=10,
-    )
-    report = check_decode(decode.output)
-
-    chain(train, gate, version, register, decode, report)
+        task_id="batch_decode", config=transform_config(requests["transform"], requests["batch_model"], champion),
+        deferrable=True, check_interval=stages.CHECK_INTERVAL)
+    chain(train, gate, promotion.group, champion, decode, check_decode(decode.output),
+          stages.report(settings, requests))
 
 
 brain_to_text_pipeline()

@@ -1,49 +1,31 @@
 """
-### Room detection (YOLOv8): train, gate on mAP50, deploy serverless, smoke-test, publish, tear down
+### Room detection (YOLOv8): train, gate on mAP50, promote, roll out serverless, publish
 
 Syncs the floor-plan data set (images and labels per split, plus `dataset.yaml`) to S3 and logs its
 counts per split, packages `training_src/room_detection`, and trains YOLOv8 with ultralytics on
-SageMaker (spot capacity with checkpoints on AWS). The model is deployed to a serverless endpoint
-only when best.pt's validation mAP50 clears the workload's gate. The endpoint must answer floor
-plans with room boxes and refuse a truncated image with a client error; then the model's `best.pt`
-is published to `s3://<bucket>/<s3_prefix>/models/latest/`, and a teardown task deletes the endpoint
-whatever happens upstream.
+SageMaker (spot capacity with checkpoints on AWS). A model whose best.pt clears the mAP50 gate is
+scored against the model serving now on the same held-out plans (`evaluate.py`, a processing job),
+registered, and rolled out to the standing serverless endpoint `room-detection` (all at once, as
+SageMaker updates serverless variants, behind alarms) only when it wins. The endpoint must answer
+floor plans with room boxes and refuse a truncated image with a client error; then the promoted
+model's `best.pt` is published to `s3://<bucket>/<s3_prefix>/models/latest/`.
 
 Runs unchanged on AWS and on the local SageMaker (`make emulator`): the `aws_default` connection
 decides. Settings live in `include/workloads/room_detection.yaml` (profiles `local` and `aws`).
 """
 from __future__ import annotations
 
-from airflow.providers.amazon.aws.operators.sagemaker import SageMakerEndpointOperator
 from airflow.sdk import chain, dag, task
 
+from include.pipelines import stages
 from include.pipelines.config import load_workload
-from include.pipelines.tasks import (
-    evaluate,
-    model_request,
-    package_source,
-    pipeline_dag_arguments,
-    pipeline_params,
-    plan,
-    publish_model,
-    resolve_settings,
-)
-from sagemaker_pipelines_plugin.endpoints import SageMakerDeleteEndpointOperator
-from sagemaker_pipelines_plugin.resources import (
-    SageMakerCreateEndpointConfigOnceOperator,
-    SageMakerCreateModelOnceOperator,
-)
-from sagemaker_pipelines_plugin.training import SageMakerResumableTrainingOperator
+from include.pipelines.tasks import pipeline_dag_arguments, pipeline_params, publish_model
 
 WORKLOAD = load_workload("room_detection")
 
 
-@dag(**pipeline_dag_arguments(
-    WORKLOAD,
-    doc=__doc__,
-    tags=["room-detection", "computer-vision"],
-    params=pipeline_params(),
-))
+@dag(**pipeline_dag_arguments(WORKLOAD, doc=__doc__, tags=["room-detection", "computer-vision"],
+                              params=pipeline_params(**stages.promotion_params(WORKLOAD))))
 def room_detection_pipeline():
     @task
     def upload_data(settings: dict) -> dict:
@@ -60,39 +42,19 @@ def room_detection_pipeline():
         return channels
 
     @task
-    def smoke_test(endpoint_name: str) -> dict:
+    def smoke_test(endpoint_name: str, settings: dict) -> dict:
         """Send floor plans as PNG and JPEG, check the room boxes; a truncated image must get a 4xx."""
         from include.pipelines.smoke.room_detection import smoke_test
 
         return smoke_test(endpoint_name)
 
-    # setup
-    settings = resolve_settings(WORKLOAD.name)
-    requests = plan(settings, upload_data(settings), package_source(settings))
-
-    # body
-    train = SageMakerResumableTrainingOperator(
-        task_id="train", config=requests["training"], deferrable=True, check_interval=10, print_log=True
-    )
-    gate = evaluate(train.output, settings)
-    model = SageMakerCreateModelOnceOperator(
-        task_id="create_model", config=model_request(requests["model"], train.output)
-    )
-    endpoint_config = SageMakerCreateEndpointConfigOnceOperator(
-        task_id="create_endpoint_config", config=requests["endpoint_config"]
-    )
-    endpoint = SageMakerEndpointOperator(
-        task_id="deploy_endpoint", config=requests["endpoint"], operation="create", deferrable=True, check_interval=10
-    )
-    smoke = smoke_test(requests["endpoint_name"])
-    publish = publish_model(train.output, settings, files=["best.pt"])
-
-    # teardown: runs even when the smoke test fails
-    delete_endpoint = SageMakerDeleteEndpointOperator(
-        task_id="delete_endpoint", endpoint_name=requests["endpoint_name"]
-    ).as_teardown(setups=endpoint)
-
-    chain(train, gate, model, endpoint_config, endpoint, smoke, [publish, delete_endpoint])
+    settings, requests = stages.setup(WORKLOAD, upload=upload_data)
+    train = stages.train(requests)
+    gate = stages.gate(train, requests)
+    promotion = stages.promote(WORKLOAD, requests, train, smoke_test=smoke_test, settings=settings)
+    report = stages.report(settings, requests)
+    chain(train, gate, promotion.group, report)
+    chain(promotion.smoke, publish_model(train.output, settings, files=["best.pt"]), report)
 
 
 room_detection_pipeline()

@@ -306,6 +306,11 @@ class LocalAirflow:
         """Trigger a run and wait for it to end."""
         return self.wait(self.trigger(dag_id, conf), timeout=timeout, on_change=on_change)
 
+    def respond(self, run: DagRun, task_id: str, option: str, *, map_index: int = -1) -> dict:
+        """Answer a human-in-the-loop task (an ApprovalOperator's Approve or Reject), as the UI's Required actions do."""
+        return self.api("PATCH", f"dags/{run.dag_id}/dagRuns/{_quote(run.run_id)}/taskInstances/{task_id}/{map_index}"
+                                 "/hitlDetails", {"chosen_options": [option]})
+
     def task_instance(self, run: DagRun, task_id: str) -> dict:
         return self.api("GET", f"dags/{run.dag_id}/dagRuns/{_quote(run.run_id)}/taskInstances/{task_id}")
 

@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from include.local_airflow import LocalAirflow, free_port  # noqa: E402
+from include.pipelines.config import load_workload  # noqa: E402
 
 DAG_ID = "cifar10_pipeline"
+STANDING_ENDPOINT = load_workload("cifar10").promotion.endpoint_name
 WORKDIR = ROOT / ".demo"
 TRAINING_LOGS = "/aws/sagemaker/TrainingJobs"
 # train.py's per-epoch line (the MetricDefinitions read the same line), e.g.
@@ -123,10 +125,18 @@ def _summary(airflow: LocalAirflow, run, endpoint_url: str) -> bool:
     if scores:
         print(f"\nBatch transform: {scores['records']} test images scored, accuracy {scores['accuracy']:.4f}")
         print(f"  output: {scores['output']}")
-    remaining = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
-    print(f"\nEndpoints left running: {remaining or 'none (torn down)'}")
+    decision, report = run.xcom("decide"), run.xcom("run_report")
+    if decision:
+        print(f"\nPromotion: {decision['reason']}")
+    if report:
+        print(f"  outcome: {report['outcome']}; cost on AWS prices: ${report['cost_usd']:.2f}; report: {report['report']}")
+    endpoints = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
+    standing = [name for name in endpoints if name == STANDING_ENDPOINT]
+    print(f"\nEndpoints after the run: {', '.join(endpoints) or 'none'} "
+          f"({'the standing endpoint serves the promoted model' if standing else 'no standing endpoint'})")
     print(f"Airflow UI while it ran: {airflow.url} (user admin, password in {airflow.home / 'passwords.json'})")
-    return run.succeeded and not remaining and bool(smoke)
+    # the run's only endpoint is the standing one it promoted to; anything else would be left behind
+    return run.succeeded and endpoints == standing and bool(smoke) and report and report["outcome"] == "promoted"
 
 
 def main() -> int:

@@ -124,32 +124,41 @@ def plans() -> dict:
 
 
 @check
-def model_versions() -> dict:
-    """The register task's CreateModelPackage and the transform's CreateModel of it, for workloads with a registry."""
+def promotions() -> dict:
+    """Each workload's planned promotion: the evaluation job, the version's request, the standing endpoint's
+    requests for version 1, the batch model of a version, and the decision on each side of its threshold."""
     from include.pipelines.config import load_workload
-    from include.pipelines.requests import build_package_model_request
-    from include.pipelines.steps import model_version_request, run_config
+    from include.pipelines.promotion import decide
+    from include.pipelines.requests import package_model_request, standing_version_requests
+    from include.pipelines.steps import plan_requests
 
-    versions = {}
+    results = {}
     for workload in WORKLOADS:
-        cfg = load_workload(workload, "aws")
-        if cfg.registry is None:
-            continue
-        job = f"{workload.replace('_', '-')}-train-abc"
-        training = _finished_training(job, f"s3://{TEST_BUCKET}/{cfg.s3_prefix}/training-output/{job}/output/model.tar.gz",
-                                      {cfg.evaluation.metric: 0.25})
-        request = model_version_request(_settings(workload), training)
-        model = build_package_model_request(run_config(_settings(workload)), model_name=f"{job}-model",
-                                            model_package_arn=f"arn:aws:sagemaker:{TEST_REGION}:123456789012:"
-                                                              f"model-package/{cfg.registry.model_package_group}/1")
-        versions[workload] = {"group": request["ModelPackageGroupName"], "client_token": request["ClientToken"],
-                              "metadata": request["CustomerMetadataProperties"], "model": model["ModelName"]}
-    return versions
+        cfg = load_workload(workload, "aws").with_overrides(bucket=TEST_BUCKET)
+        source_uri = f"s3://{TEST_BUCKET}/{cfg.s3_prefix}/source/0123456789abcdef/sourcedir.tar.gz"
+        plan = plan_requests(_settings(workload), source_uri=source_uri, channels=cfg.channel_uris(), run_id=RUN_ID)
+        promotion = plan["promotion"]
+        arn = f"arn:aws:sagemaker:{TEST_REGION}:123456789012:model-package/{promotion['model_package_group']}/1"
+        policy = promotion["policy"]
+        better, worse = (0.01, -0.01) if policy["direction"] == "maximize" else (-0.01, 0.01)
+        standing = promotion["standing"] and standing_version_requests(promotion["standing"], version=1,
+                                                                       model_package_arn=arn)
+        results[workload] = {
+            "group": promotion["model_package_group"],
+            "evaluation_job": promotion["evaluation_request"]["ProcessingJobName"],
+            "version_status": promotion["model_package"]["ModelApprovalStatus"],
+            "decisions": [decide(policy, policy["threshold"] + delta, None).promote for delta in (better, worse)],
+            "standing_config": standing and standing["endpoint_config_name"],
+            "batch_model": "batch_model" in plan and package_model_request(plan["batch_model"], arn)["ModelName"],
+        }
+    return results
 
 
 @check
 def gates() -> dict:
-    """evaluate_gate on a metric just on each side of every workload's aws threshold."""
+    """evaluate_gate on a metric just on each side of every workload's aws threshold, as the run plans it."""
+    import dataclasses
+
     from include.pipelines.config import load_workload
     from include.pipelines.steps import evaluate_gate
 
@@ -158,7 +167,8 @@ def gates() -> dict:
         gate = load_workload(workload, "aws").evaluation
         better, worse = (0.01, -0.01) if gate.direction == "maximize" else (-0.01, 0.01)
         results[workload] = [
-            evaluate_gate(_settings(workload), _finished_training("job", "s3://b/m.tar.gz", {gate.metric: gate.threshold + delta}))
+            evaluate_gate(_finished_training("job", "s3://b/m.tar.gz", {gate.metric: gate.threshold + delta}),
+                          dataclasses.asdict(gate))
             for delta in (better, worse)]
     return results
 

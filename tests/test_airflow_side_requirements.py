@@ -114,9 +114,7 @@ def test_every_workload_plans_its_aws_requests(report):
     plans = result(report, "plans")
     assert {name.split(":")[0] for name in plans} == set(WORKLOADS)
     for name, plan in plans.items():
-        expected = {"training", "model", "job_name", "gate"}
-        if plan["has_endpoint"]:
-            expected |= {"endpoint_config", "endpoint", "endpoint_name"}
+        expected = {"training", "model", "gate", "promotion"}
         if plan["has_tuning"]:
             expected.add("tuning")
         if plan["has_transform"]:
@@ -126,11 +124,16 @@ def test_every_workload_plans_its_aws_requests(report):
         assert plan["instance_type"].startswith("ml."), name
 
 
-def test_the_registered_version_and_the_gate_are_decided_on_the_airflow_side(report):
-    versions = result(report, "model_versions")
-    assert set(versions) == {"brain_to_text"}
-    assert versions["brain_to_text"]["metadata"]["training-job"] == "brain-to-text-train-abc"
-    assert versions["brain_to_text"]["client_token"]
+def test_the_promotion_and_the_gate_are_decided_on_the_airflow_side(report):
+    promotions = result(report, "promotions")
+    assert set(promotions) == set(WORKLOADS)
+    for workload, promotion in promotions.items():
+        assert promotion["decisions"] == [True, False], workload
+        assert promotion["version_status"] == "PendingManualApproval", workload
+        assert promotion["evaluation_job"].startswith(workload.replace("_", "-")), workload
+        assert (promotion["standing_config"] is None) == (workload == "brain_to_text"), workload
+    assert promotions["cifar10"]["standing_config"] == "cifar10-classifier-v1"
+    assert promotions["brain_to_text"]["batch_model"]
     assert result(report, "gates") == {workload: [True, False] for workload in WORKLOADS}
 
 

@@ -23,7 +23,8 @@ from .schema import ConfigError, FieldProblem, Loader, Scalar, option
 __all__ = [
     "ConfigError", "WorkloadConfig", "SourceConfig", "ImageConfig", "DataConfig", "MetricDefinition",
     "TrainingConfig", "EvaluationConfig", "EndpointConfig", "ServerlessConfig", "AutoscalingConfig",
-    "TuningConfig", "ParameterRange", "TransformConfig", "RegistryConfig", "load_workload", "load_workload_file",
+    "TuningConfig", "ParameterRange", "TransformConfig", "RegistryConfig", "PromotionConfig",
+    "RolloutConfig", "RollbackAlarmsConfig", "load_workload", "load_workload_file",
     "profile_for_endpoint_url", "PROFILES", "REPO_ROOT", "WORKLOADS_DIR",
 ]
 
@@ -269,8 +270,47 @@ class RegistryConfig:
     model_package_group: str = option(pattern=r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}",
                                       pattern_hint="letters, digits and '-' (63 at most)")
     description: str = option("", maximum=1024)
-    # what a version that passed the gate is registered as; Approved lets it be deployed at once
-    approval: Literal["Approved", "PendingManualApproval"] = "PendingManualApproval"
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """UpdateEndpoint's DeploymentConfig for the standing endpoint (blue/green traffic shifting)."""
+    strategy: Literal["canary", "linear", "all_at_once"] = "canary"
+    traffic_percent: int = option(25, minimum=1, maximum=50)   # the canary's share, or each linear step's
+    wait_seconds: int = option(300, minimum=0, maximum=3600)   # baking time after each traffic step
+    termination_wait_seconds: int = option(60, minimum=0, maximum=3600)  # before the old fleet goes
+    max_execution_seconds: int = option(1800, minimum=600, maximum=28800)
+
+    def check(self) -> None:
+        if self.strategy == "linear" and self.traffic_percent < 10:
+            raise FieldProblem("traffic_percent", f"a linear step is 10-50% on SageMaker, got {self.traffic_percent}")
+
+
+@dataclass(frozen=True)
+class RollbackAlarmsConfig:
+    """The CloudWatch alarms that roll a standing endpoint's update back (AutoRollbackConfiguration)."""
+    max_5xx_errors: int = option(1, minimum=1)                 # Invocation5XXErrors in one period
+    max_model_latency_ms: float = option(2000, minimum=1)      # average ModelLatency in one period
+    period_seconds: int = option(60, minimum=10)
+
+
+@dataclass(frozen=True)
+class PromotionConfig:
+    """Champion/challenger: evaluate.py scores both on the same held-out data; the better one serves."""
+    metric: str = option(pattern=r"[A-Za-z0-9_]+", pattern_hint="the metric key evaluate.py writes, e.g. 'accuracy'")
+    direction: Literal["maximize", "minimize"]
+    threshold: float                                           # the challenger must clear it, champion or not
+    test_data: str = option(pattern=r"([\w.\-]+(/[\w.\-]+)*)?",
+                            pattern_hint="a path under the data location, such as 'test' ('' for all of it)")
+    instance_type: str = option(**INSTANCE_TYPE)               # the evaluation's processing instance
+    margin: float = option(0.0, minimum=0)                     # and beat the champion by more than this
+    approval: Literal["auto", "manual"] = "auto"               # manual: a person approves in the Airflow UI
+    approval_timeout_hours: float = option(24, minimum=0.001)  # no answer by then rejects the version
+    max_runtime_seconds: int = option(3600, minimum=1, maximum=432_000)
+    endpoint_name: str | None = option(None, pattern=r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}",
+                                       pattern_hint="letters, digits and '-' (63 at most)")
+    rollout: RolloutConfig = option(default_factory=RolloutConfig)
+    alarms: RollbackAlarmsConfig = option(default_factory=RollbackAlarmsConfig)
 
 
 @dataclass(frozen=True)
@@ -294,6 +334,7 @@ class WorkloadConfig:
     tuning: TuningConfig | None = None
     transform: TransformConfig | None = None
     registry: RegistryConfig | None = None
+    promotion: PromotionConfig | None = None
     # named sets of hyperparameter overrides a run can pick (e.g. quick-test: a short run of the same pipeline)
     presets: dict[str, dict[str, Scalar]] = option(default_factory=dict)
 
@@ -324,6 +365,15 @@ class WorkloadConfig:
                     guess = difflib.get_close_matches(name, list(self.training.hyperparameters), n=1)
                     hint = f" (did you mean {guess[0]!r}?)" if guess else ""
                     raise FieldProblem(f"presets.{preset}.{name}", f"is not one of training.hyperparameters{hint}")
+        if self.promotion is not None:
+            if self.registry is None:
+                raise FieldProblem("registry", "is required with promotion: every evaluated challenger becomes a version")
+            if self.promotion.endpoint_name is not None and self.endpoint is None:
+                raise FieldProblem("promotion.endpoint_name", "needs an endpoint section to deploy the standing endpoint")
+            if (self.promotion.endpoint_name is not None and self.endpoint.serverless is not None
+                    and self.promotion.rollout.strategy != "all_at_once"):
+                raise FieldProblem("promotion.rollout.strategy", "serverless endpoints update all at once on SageMaker "
+                                   f"(no canary or linear traffic shifting), got {self.promotion.rollout.strategy!r}")
         if self.tuning and self.tuning.objective_metric and self.tuning.objective_metric not in metrics:
             raise FieldProblem("tuning.objective_metric", f"{self.tuning.objective_metric!r} is not one of "
                                f"training.metric_definitions ({', '.join(metrics) or 'none defined'})")

@@ -31,16 +31,3 @@ def passes_gate(value: float, gate: EvaluationConfig) -> bool:
     if gate.direction == "maximize":
         return value >= gate.threshold
     return value <= gate.threshold
-
-
-def gate_result(training_description: dict, gate: EvaluationConfig) -> dict:
-    """What the evaluation task returns (and logs): metric, value, threshold, direction, passed."""
-    value = final_metric(training_description, gate.metric)
-    return {
-        "training_job": training_description.get("TrainingJobName"),
-        "metric": gate.metric,
-        "value": value,
-        "threshold": gate.threshold,
-        "direction": gate.direction,
-        "passed": passes_gate(value, gate),
-    }

@@ -18,6 +18,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SOURCE_ARCHIVE = "sourcedir.tar.gz"
+SOURCE_FILES = "files"  # beside the archive: its members one by one
+FILES_COMPLETE = ".complete"
 EXCLUDED_DIRS = {"__pycache__", ".git", ".ipynb_checkpoints", ".pytest_cache", ".mypy_cache"}
 EXCLUDED_FILES = {".DS_Store"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
@@ -106,6 +108,27 @@ def upload_source(s3_client, bucket: str, prefix: str, source_dir: Path,
                          Metadata={"sha256": hashlib.sha256(archive).hexdigest()})
     log.info("Uploaded %s (%d bytes) to %s", source_dir, len(archive), uri)
     return uri
+
+
+def source_files_uri(source_uri: str) -> str:
+    """Where upload_source_files put the unpacked files of the tarball at `source_uri`."""
+    return source_uri.rsplit("/", 1)[0] + "/" + SOURCE_FILES
+
+
+def upload_source_files(s3_client, source_uri: str, source_dir: Path, shared_dir: Path | None = SHARED_SOURCE_DIR) -> str:
+    """The tarball's members as single objects beside it (<hash>/files/...), for a processing job, which
+    downloads inputs but unpacks nothing; the same members, so evaluate.py sees what train.py saw."""
+    bucket, key = source_uri.removeprefix("s3://").split("/", 1)
+    prefix = source_files_uri(source_uri).removeprefix(f"s3://{bucket}/")
+    marker = f"{prefix}/{FILES_COMPLETE}"
+    if _exists(s3_client, bucket, marker):
+        return source_files_uri(source_uri)
+    for name, path in _archive_members(Path(source_dir), shared_dir and Path(shared_dir)):
+        s3_client.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=path.read_bytes())
+    # written last: a task that died half-way uploads them all again
+    s3_client.put_object(Bucket=bucket, Key=marker, Body=b"")
+    log.info("Uploaded the files of %s to s3://%s/%s/", source_dir, bucket, prefix)
+    return source_files_uri(source_uri)
 
 
 def _md5(path: Path) -> str:

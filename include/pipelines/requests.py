@@ -348,11 +348,13 @@ def transform_input_uri(cfg: WorkloadConfig) -> str:
 
 def build_model_package_request(cfg: WorkloadConfig, *, image_uri: str, model_data_url: str, description: str = "",
                                 metadata: dict[str, str] | None = None, region: str | None = None,
-                                client_token: str | None = None) -> dict:
+                                client_token: str | None = None, evaluation_report_uri: str | None = None) -> dict:
     """CreateModelPackage: a new version in registry.model_package_group, deployable as CreateModel runs it.
 
-    The content types come from `transform:` (else JSON), the instance types from `transform:` and
-    `endpoint:`; `metadata` becomes CustomerMetadataProperties (e.g. the gate metric and the job).
+    Every version starts PendingManualApproval; the promotion decision (or a person) approves or
+    rejects it. The content types come from `transform:` (else JSON), the instance types from
+    `transform:` and `endpoint:`; `metadata` becomes CustomerMetadataProperties (the training job,
+    source hash, data, DAG run, metrics); `evaluation_report_uri` is its ModelMetrics' ModelQuality.
     """
     if cfg.registry is None:
         raise ValueError(f"workload {cfg.name!r} has no registry section")
@@ -371,14 +373,25 @@ def build_model_package_request(cfg: WorkloadConfig, *, image_uri: str, model_da
         "ModelPackageGroupName": cfg.registry.model_package_group,
         "ModelPackageDescription": description or cfg.registry.description,
         "InferenceSpecification": specification,
-        "ModelApprovalStatus": cfg.registry.approval,
+        "ModelApprovalStatus": "PendingManualApproval",
         "Tags": resource_tags(cfg),
     }
+    if evaluation_report_uri:
+        request["ModelMetrics"] = {"ModelQuality": {"Statistics": {
+            "ContentType": "application/json", "S3Uri": evaluation_report_uri}}}
     if metadata:
-        request["CustomerMetadataProperties"] = {str(k): str(v) for k, v in metadata.items()}
+        # CustomerMetadataProperties: keys 1-128 chars of [a-zA-Z0-9_:.-]... values up to 256
+        request["CustomerMetadataProperties"] = {str(k): str(v)[:256] for k, v in metadata.items()}
     if client_token:
         request["ClientToken"] = client_token
     return _validated("CreateModelPackage", request)
+
+
+def package_model_request(model: dict, model_package_arn: str) -> dict:
+    """A planned CreateModel (its name, role and tags) made to run a registered version instead of its own image."""
+    request = {"ModelName": model["ModelName"], "PrimaryContainer": {"ModelPackageName": model_package_arn},
+               "ExecutionRoleArn": model["ExecutionRoleArn"], "Tags": model["Tags"]}
+    return _validated("CreateModel", request)
 
 
 def build_package_model_request(cfg: WorkloadConfig, *, model_name: str, model_package_arn: str) -> dict:
@@ -390,3 +403,130 @@ def build_package_model_request(cfg: WorkloadConfig, *, model_name: str, model_p
         "Tags": resource_tags(cfg),
     }
     return _validated("CreateModel", request)
+
+
+# --- evaluation (a processing job) -------------------------------------------------------------
+
+PROCESSING_DIR = "/opt/ml/processing"
+
+
+def build_evaluation_request(cfg: WorkloadConfig, *, job_name: str, image_uri: str, code_uri: str,
+                             challenger_model_uri: str, champion_model_uri: str | None, output_uri: str) -> dict:
+    """CreateProcessingJob running the workload's evaluate.py on its held-out test data.
+
+    The source files arrive unpacked under input/code (evaluate.py imports its workload's modules as
+    siblings, as train.py does); each model.tar.gz under its own folder; evaluation.json (and, with
+    a champion, champion_evaluation.json) go to `output_uri`. Both models are scored by the same code
+    on the same data in one job, so the figures compare.
+    """
+    promotion = _promotion(cfg)
+
+    def s3_input(name: str, uri: str, local: str) -> dict:
+        return {"InputName": name, "S3Input": {"S3Uri": uri, "LocalPath": f"{PROCESSING_DIR}/{local}",
+                                              "S3DataType": "S3Prefix", "S3InputMode": "File"}}
+
+    inputs = [s3_input("code", code_uri, "input/code"), s3_input("challenger", challenger_model_uri, "challenger"),
+              s3_input("test", "/".join(p for p in (cfg.data_uri, promotion.test_data) if p), "test")]
+    arguments = ["--challenger", f"{PROCESSING_DIR}/challenger", "--test-data", f"{PROCESSING_DIR}/test",
+                 "--output", f"{PROCESSING_DIR}/evaluation"]
+    if champion_model_uri:
+        inputs.insert(2, s3_input("champion", champion_model_uri, "champion"))
+        arguments[2:2] = ["--champion", f"{PROCESSING_DIR}/champion"]
+    request = {
+        "ProcessingJobName": job_name,
+        "RoleArn": cfg.role_arn,
+        "AppSpecification": {"ImageUri": image_uri,
+                             "ContainerEntrypoint": ["python3", f"{PROCESSING_DIR}/input/code/evaluate.py"],
+                             "ContainerArguments": arguments},
+        "ProcessingInputs": inputs,
+        "ProcessingOutputConfig": {"Outputs": [{"OutputName": "evaluation", "S3Output": {
+            "S3Uri": output_uri, "LocalPath": f"{PROCESSING_DIR}/evaluation", "S3UploadMode": "EndOfJob"}}]},
+        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": promotion.instance_type,
+                                                  "VolumeSizeInGB": 30}},
+        "StoppingCondition": {"MaxRuntimeInSeconds": promotion.max_runtime_seconds},
+        "Environment": {key: value for key, value in cfg.training.environment.items()},
+        "Tags": resource_tags(cfg),
+    }
+    return _validated("CreateProcessingJob", request)
+
+
+def _promotion(cfg: WorkloadConfig):
+    if cfg.promotion is None:
+        raise ValueError(f"workload {cfg.name!r} has no promotion section")
+    return cfg.promotion
+
+
+# --- the standing endpoint ---------------------------------------------------------------------
+
+STANDING_ROLE_TAG = ("endpoint-role", "standing")  # the janitor never deletes an endpoint tagged so
+
+
+def plan_standing_endpoint(cfg: WorkloadConfig) -> dict:
+    """What every deployment of a version to the standing endpoint shares, planned with the run: the
+    variant, role and tags, the DeploymentConfig of an update and the alarms that roll it back."""
+    endpoint = _promotion(cfg).endpoint_name
+    variant = build_endpoint_config_request(cfg, config_name=endpoint, model_name=endpoint)["ProductionVariants"][0]
+    return {
+        "endpoint_name": endpoint,
+        "variant": variant,
+        "role_arn": cfg.role_arn,
+        "tags": resource_tags(cfg, {STANDING_ROLE_TAG[0]: STANDING_ROLE_TAG[1]}),
+        "deployment_config": build_deployment_config(cfg),
+        "alarms": build_rollback_alarms(cfg),
+    }
+
+
+def standing_version_requests(standing: dict, *, version: int, model_package_arn: str) -> dict:
+    """CreateModel and CreateEndpointConfig that put one registered version on the standing endpoint.
+
+    The names derive from the version, so deploying it again (a rollback to it) finds what is there.
+    """
+    endpoint = standing["endpoint_name"]
+    name = f"{endpoint}-v{version}"
+    tags = [*standing["tags"], {"Key": "model-package-version", "Value": str(version)}]
+    model = {"ModelName": name, "PrimaryContainer": {"ModelPackageName": model_package_arn},
+             "ExecutionRoleArn": standing["role_arn"], "Tags": tags}
+    config = {"EndpointConfigName": name, "ProductionVariants": [{**standing["variant"], "ModelName": name}],
+              "Tags": tags}
+    return {"model": _validated("CreateModel", model), "endpoint_config": _validated("CreateEndpointConfig", config),
+            "endpoint_name": endpoint, "endpoint_config_name": name, "endpoint_tags": standing["tags"],
+            "deployment_config": standing["deployment_config"], "alarms": standing["alarms"]}
+
+
+def build_deployment_config(cfg: WorkloadConfig) -> dict:
+    """UpdateEndpoint's DeploymentConfig: blue/green with the configured traffic shifting; the alarms'
+    names are added by the deploy task once it has put them."""
+    rollout = _promotion(cfg).rollout
+    routing: dict[str, Any] = {"Type": rollout.strategy.upper(), "WaitIntervalInSeconds": rollout.wait_seconds}
+    step = {"Type": "CAPACITY_PERCENT", "Value": rollout.traffic_percent}
+    if rollout.strategy == "canary":
+        routing["CanarySize"] = step
+    elif rollout.strategy == "linear":
+        routing["LinearStepSize"] = step
+    config = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing,
+                                        "TerminationWaitInSeconds": rollout.termination_wait_seconds,
+                                        "MaximumExecutionTimeoutInSeconds": rollout.max_execution_seconds}}
+    _validated("UpdateEndpoint", {"EndpointName": "validation", "EndpointConfigName": "validation",
+                                  "DeploymentConfig": config})
+    return config
+
+
+def build_rollback_alarms(cfg: WorkloadConfig) -> list[dict]:
+    """PutMetricAlarm for the standing endpoint's 5XX errors and model latency (AutoRollbackConfiguration)."""
+    promotion = _promotion(cfg)
+    endpoint, variant = promotion.endpoint_name, _endpoint(cfg).variant_name
+    alarms = promotion.alarms
+    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+    common = {"Namespace": "AWS/SageMaker", "Dimensions": dimensions, "Period": alarms.period_seconds,
+              "EvaluationPeriods": 1, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+              "TreatMissingData": "notBreaching", "Tags": resource_tags(cfg)}
+    requests = [
+        {"AlarmName": f"{endpoint}-5xx-errors", "MetricName": "Invocation5XXErrors", "Statistic": "Sum",
+         "Threshold": float(alarms.max_5xx_errors),
+         "AlarmDescription": f"Rolls back an update of {endpoint} that answers with 5XX errors", **common},
+        # SageMaker reports ModelLatency in microseconds
+        {"AlarmName": f"{endpoint}-model-latency", "MetricName": "ModelLatency", "Statistic": "Average",
+         "Threshold": alarms.max_model_latency_ms * 1000.0,
+         "AlarmDescription": f"Rolls back an update of {endpoint} whose model answers slowly", **common},
+    ]
+    return [_validated("PutMetricAlarm", request, service="cloudwatch") for request in requests]

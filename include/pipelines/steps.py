@@ -72,6 +72,8 @@ def upload_source(settings: dict, *, aws_conn_id: str = "aws_default") -> str:
     s3 = _aws_hook(aws_conn_id, "s3").get_conn()
     ensure_bucket(s3, cfg.bucket, settings["region"])
     uri = packaging.upload_source(s3, cfg.bucket, cfg.s3_prefix, cfg.source_path)
+    if cfg.promotion is not None:  # the evaluation's processing job reads the files unpacked
+        packaging.upload_source_files(s3, uri, cfg.source_path)
     log.info("Source for %s: %s", cfg.name, uri)
     return uri
 
@@ -137,8 +139,9 @@ def plan_requests(
     )
     # the gate as this run planned it: a config edit mid-run must not move the bar
     gate = {"metric": cfg.evaluation.metric, "threshold": cfg.evaluation.threshold, "direction": cfg.evaluation.direction}
-    planned = {"training": training, "model": model, "job_name": job_name, "gate": gate}
-    if cfg.endpoint is not None:
+    planned = {"training": training, "model": model, "gate": gate}
+    standing = cfg.promotion.endpoint_name if cfg.promotion else None
+    if cfg.endpoint is not None and standing is None:  # a temporary endpoint of this run
         planned.update(
             endpoint_config=requests.build_endpoint_config_request(cfg, config_name=config_name, model_name=model_name),
             endpoint=requests.build_endpoint_request(cfg, endpoint_name=endpoint_name, config_name=config_name),
@@ -149,8 +152,11 @@ def plan_requests(
             cfg, tuning_job_name=resource_name(cfg.name, "tune", run_id), image_uri=training["AlgorithmSpecification"][
                 "TrainingImage"], source_uri=source_uri, channels=channels)
     if cfg.endpoint is not None and cfg.endpoint.autoscaling is not None:
-        register, policy = requests.build_autoscaling_requests(cfg, endpoint_name=endpoint_name)
+        register, policy = requests.build_autoscaling_requests(cfg, endpoint_name=standing or endpoint_name)
         planned["autoscaling"] = {"scalable_target": register, "scaling_policy": policy}
+    if cfg.promotion is not None:
+        planned["promotion"] = plan_promotion(cfg, region=region, source_uri=source_uri, channels=channels,
+                                              run_id=run_id, training_job=job_name)
     if cfg.transform is not None and cfg.transform.input:
         transform_job = resource_name(cfg.name, "transform", run_id)
         # the transform runs a model of its own: the endpoint's teardown deletes the endpoint's model
@@ -163,6 +169,36 @@ def plan_requests(
     return planned
 
 
+def plan_promotion(cfg, *, region: str, source_uri: str, channels: dict, run_id: str, training_job: str) -> dict:
+    """What the promotion stage of this run needs, fixed at planning time like the gate: the policy, the
+    registry group, the standing endpoint, the evaluation job's name, image, code and output."""
+    import dataclasses
+
+    from . import images, packaging, requests
+    from .naming import resource_name
+
+    evaluation_job = resource_name(cfg.name, "evaluate", run_id)
+    output = cfg.s3_uri("evaluation", evaluation_job)
+    return {
+        # the challenger's and champion's model data are filled in once known (plan_evaluation)
+        "evaluation_request": requests.build_evaluation_request(
+            cfg, job_name=evaluation_job, image_uri=images.training_image_uri(cfg, region),
+            code_uri=packaging.source_files_uri(source_uri), challenger_model_uri=f"{cfg.s3_uri('models')}/planned",
+            champion_model_uri=None, output_uri=output),
+        "policy": dataclasses.asdict(cfg.promotion),
+        "model_package_group": cfg.registry.model_package_group,
+        "endpoint_name": cfg.promotion.endpoint_name,
+        "evaluation_output": output,
+        "standing": requests.plan_standing_endpoint(cfg) if cfg.promotion.endpoint_name else None,
+        # the version's request, less what only the finished job knows (its artifact, metrics, token)
+        "model_package": requests.build_model_package_request(
+            cfg, image_uri=images.inference_image_uri(cfg, region), model_data_url=f"{cfg.s3_uri('models')}/planned"),
+        # what ties a registered version to how it came about (values: no commas, 256 characters at most)
+        "lineage": {"training-job": training_job, "source": source_uri, "data": cfg.data_uri,
+                    "channels": " ".join(f"{k}={v}" for k, v in sorted(channels.items())), "dag-run": run_id},
+    }
+
+
 def run_config(settings: dict):
     """The workload config of this run: its profile, with the run's bucket and role."""
     from .config import load_workload
@@ -171,12 +207,12 @@ def run_config(settings: dict):
     return cfg.with_overrides(role_arn=settings["role_arn"], bucket=settings["bucket"])
 
 
-def evaluate_gate(settings: dict, training_description: dict, planned_gate: dict | None = None) -> bool:
-    """True when the training job's metric clears the gate (the run's planned one, else the workload's)."""
+def evaluate_gate(training_description: dict, gate: dict) -> bool:
+    """True when the training job's metric clears the run's planned gate."""
     from .config import EvaluationConfig
     from .evaluation import final_metric, passes_gate
 
-    gate = EvaluationConfig(**planned_gate) if planned_gate else run_config(settings).evaluation
+    gate = EvaluationConfig(**gate)
     value = final_metric(training_description, gate.metric)
     passed = passes_gate(value, gate)
     comparison = ">=" if gate.direction == "maximize" else "<="
@@ -187,7 +223,7 @@ def evaluate_gate(settings: dict, training_description: dict, planned_gate: dict
         value,
         comparison,
         gate.threshold,
-        "deploying" if passed else "not deploying",
+        "evaluating against the champion" if passed else "stopping here: nothing is registered or deployed",
     )
     return passed
 
@@ -291,27 +327,6 @@ def endpoint_details(endpoint_name: str, *, aws_conn_id: str = "aws_default") ->
         "variants": variants,
         "created_at": endpoint["CreationTime"].isoformat(),
     }
-
-
-def model_version_request(settings: dict, training_description: dict) -> dict:
-    """CreateModelPackage for the model a finished job trained, its gate metric and job as metadata."""
-    from . import images, requests
-    from .evaluation import final_metric
-    from .naming import idempotency_token
-
-    cfg = run_config(settings)
-    job = training_description["TrainingJobName"]
-    metric = cfg.evaluation.metric
-    value = final_metric(training_description, metric)
-    return requests.build_model_package_request(
-        cfg,
-        image_uri=images.inference_image_uri(cfg, settings["region"]),
-        model_data_url=training_description["ModelArtifacts"]["S3ModelArtifacts"],
-        description=f"Trained by {job}: {metric} {value:.4f}",
-        metadata={"training-job": job, metric: f"{value:.6f}"},
-        # one version per trained model: a retried register task gets the version its first try made
-        client_token=idempotency_token("model-package", job),
-    )
 
 
 def training_with_tuned_hyperparameters(training: dict, tuning_description: dict | None) -> dict:

@@ -53,7 +53,9 @@ def pipeline_params(*, omit: tuple[str, ...] = (), **extra: Param) -> dict[str, 
         "hyperparameters": Param(
             {}, type="object", description='More overrides for the training script, e.g. {"learning-rate": 0.01}.'
         ),
-        "deploy": Param(True, type="boolean", description="Deploy and smoke-test the model when it passes the gate."),
+        "deploy": Param(True, type="boolean", description=(
+            "Promote: roll a challenger that beats the champion out to the standing endpoint (false: evaluate and "
+            "register only).")),
         "profile": Param(
             "auto", enum=["auto", "local", "aws"], description="auto: local when aws_default has an endpoint_url."
         ),
@@ -107,11 +109,12 @@ def plan(settings: dict, channels: dict, source_uri: str, params=None, run_id=No
 
 
 @task.short_circuit(ignore_downstream_trigger_rules=False)
-def evaluate(training: dict, settings: dict, gate: dict | None = None, params=None) -> bool:
-    """Gate: deploy only if the job's metric clears the run's planned threshold (and deploy is on)."""
+def evaluate(training: dict, gate: dict) -> bool:
+    """Gate: go on only if the job's metric clears the threshold this run planned (a config edit mid-run
+    moves nothing); below it nothing is evaluated, registered or deployed."""
     from include.pipelines.steps import evaluate_gate
 
-    return evaluate_gate(settings, training["Training"], gate) and bool(params.get("deploy", True))
+    return evaluate_gate(training["Training"], gate)
 
 
 @task
@@ -122,6 +125,15 @@ def model_request(model: dict, training: dict) -> dict:
 
 
 @task
+def enable_autoscaling(autoscaling: dict) -> dict:
+    """Register the endpoint's variant with Application Auto Scaling (invocations per instance); after each
+    rollout, so a new variant is tracked too."""
+    from include.pipelines.steps import register_autoscaling
+
+    return register_autoscaling(autoscaling)
+
+
+@task
 def publish_model(training: dict, settings: dict, files: list[str]) -> dict:
     """Copy files of the trained model (e.g. best.pt) to the workload's stable models/latest/ in S3."""
     from include.pipelines.steps import publish_model_files
@@ -129,44 +141,10 @@ def publish_model(training: dict, settings: dict, files: list[str]) -> dict:
     return publish_model_files(settings, training["Training"], tuple(files))
 
 
-def keep_endpoint_param() -> Param:
-    """Trigger-form field: keep the endpoint after the run instead of tearing it down."""
-    return Param(False, type="boolean", description=(
-        "Keep the endpoint after the smoke test instead of deleting it (it then runs, and bills, until you delete "
-        "it or the endpoint janitor removes it at its expires-at tag)."))
-
-
-def skip_when_keeping_endpoint(context) -> None:
-    """pre_execute hook for an endpoint teardown: skip it when the run was triggered with keep_endpoint."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    if context["params"].get("keep_endpoint"):
-        raise AirflowSkipException("keep_endpoint is set: leaving the endpoint in service")
-
-
 @task
-def model_version(training: dict, settings: dict) -> list[dict]:
-    """SageMakerRegisterModelVersionOperator's arguments for the trained model, as a one-item list.
+def transform_config(transform: dict, model: dict, version: dict) -> dict:
+    """SageMakerTransformOperator's config: the planned job, and the planned model (its name, role and tags)
+    running the registered version."""
+    from include.pipelines.requests import package_model_request
 
-    For .expand_kwargs(): the package's image, data and metadata are known only at run time, and the
-    operator's `extras` (content types, environment, approval, metadata) is not a templated field.
-    """
-    from include.pipelines.steps import model_version_request
-
-    request = model_version_request(settings, training["Training"])
-    container = request["InferenceSpecification"]["Containers"][0]
-    extras = {k: v for k, v in request.items() if k not in ("ModelPackageGroupName", "ModelPackageDescription")}
-    return [{"image_uri": container["Image"], "model_url": container["ModelDataUrl"],
-             "package_group_name": request["ModelPackageGroupName"], "package_desc": request["ModelPackageDescription"],
-             "extras": extras}]
-
-
-@task
-def transform_config(transform: dict, model_package_arns, settings: dict) -> dict:
-    """SageMakerTransformOperator's config: the planned job, and a model (its ModelName) that runs the registered version."""
-    from include.pipelines.requests import build_package_model_request
-    from include.pipelines.steps import run_config
-
-    arns = [model_package_arns] if isinstance(model_package_arns, str) else list(model_package_arns)
-    model = build_package_model_request(run_config(settings), model_name=transform["ModelName"], model_package_arn=arns[0])
-    return {"Model": model, "Transform": transform}
+    return {"Model": package_model_request(model, version["model_package_arn"]), "Transform": transform}

@@ -1,4 +1,4 @@
-"""Endpoint teardown and invocation: the two endpoint chores the Amazon provider has no operator for."""
+"""Endpoint teardown: the endpoint chore the Amazon provider has no operator for."""
 from __future__ import annotations
 
 import time
@@ -125,16 +125,3 @@ class SageMakerDeleteEndpointOperator(BaseOperator):
             time.sleep(self.poll_interval)
         raise TimeoutError(f"Endpoint {self.endpoint_name} still exists after {self.wait_timeout} s")
 
-
-def invoke_endpoint(
-    endpoint_name: str,
-    body: bytes,
-    *,
-    content_type: str,
-    accept: str = "application/json",
-    aws_conn_id: str | None = "aws_default",
-) -> tuple[str, bytes, str]:
-    """Invoke an endpoint; returns (content type, body, the variant that answered)."""
-    runtime = AwsBaseHook(aws_conn_id=aws_conn_id, client_type="sagemaker-runtime").get_conn()
-    response = runtime.invoke_endpoint(EndpointName=endpoint_name, Body=body, ContentType=content_type, Accept=accept)
-    return response["ContentType"], response["Body"].read(), response.get("InvokedProductionVariant", "")

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
 APPROVED_TAGS = {
     "sagemaker",
+    "rollback",
     "cifar10",
     "acoustic-shield",
     "room-detection",

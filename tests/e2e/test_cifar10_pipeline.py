@@ -1,6 +1,9 @@
 """The CIFAR-10 DAG, whole, in a real Airflow (scheduler, triggerer, tasks in parallel) against the
-local SageMaker: real tuning and training, a real endpoint answering real images while the batch
-transform runs beside it, nothing left behind afterwards, and a run stopped from the API stops its job."""
+local SageMaker: real tuning and training, the first promotion creating the standing endpoint (with
+autoscaling) that answers real images while the batch transform runs beside it on a model of its own,
+nothing of the run left behind but that endpoint, and a run stopped from the API stops its job.
+The promotion's later cases (rejection, canary rollback, approvals, rollback) are in
+test_promotion_lifecycle.py."""
 from __future__ import annotations
 
 import io
@@ -68,12 +71,13 @@ def autoscaling_client(emulator):
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
-def test_pipeline_trains_deploys_smoke_tests_and_tears_down(airflow, sagemaker_client, s3_client, autoscaling_client):
+def test_pipeline_tunes_trains_promotes_smoke_tests_and_leaves_only_the_standing_endpoint(
+        airflow, sagemaker_client, s3_client, autoscaling_client):
     run = airflow.run(DAG_ID, timeout=1500)
     assert run.succeeded, run.report()
-    for task_id in ("tune", "train", "evaluate", "create_model", "deploy_endpoint", "enable_autoscaling",
-                    "smoke_test", "batch_model_request", "batch_transform", "check_batch_output", "delete_endpoint",
-                    "delete_batch_model"):
+    for task_id in ("tune", "train", "evaluate", "evaluate_models", "decide", "register_version", "approve_version",
+                    "create_standing_model", "deploy_standing_endpoint", "enable_autoscaling", "smoke_test",
+                    "batch_model_request", "batch_transform", "check_batch_output", "delete_batch_model", "run_report"):
         assert run.states.get(task_id) == "success", f"{task_id}: {run.states.get(task_id)} (all: {run.states})"
 
     # Bayesian tuning ran real children; the final job trained with the best one's hyperparameters
@@ -99,11 +103,11 @@ def test_pipeline_trains_deploys_smoke_tests_and_tears_down(airflow, sagemaker_c
     changed = [name for name, tensor in fresh.items() if tensor.is_floating_point() and not tensor.equal(trained[name])]
     assert len(changed) > len(fresh) // 2, "training left most weights at their initial values"
 
-    # the batch transform ran on a model of its own while the endpoint was torn down beside it
+    # the batch transform ran on a model of its own beside the rollout
     transform = sagemaker_client.describe_transform_job(TransformJobName=run.xcom("batch_transform")["Transform"][
         "TransformJobName"])
     assert transform["TransformJobStatus"] == "Completed", transform.get("FailureReason")
-    endpoint_model = run.xcom("create_model")["Model"]["ModelName"]
+    endpoint_model = run.xcom("create_standing_model")["Model"]["ModelName"]
     assert transform["ModelName"] != endpoint_model
     # ... and scored every test image (160 in the local data set)
     scores = run.xcom("check_batch_output")
@@ -111,18 +115,33 @@ def test_pipeline_trains_deploys_smoke_tests_and_tears_down(airflow, sagemaker_c
     smoke = run.xcom("smoke_test")
     assert smoke["requests"] == len(smoke["predictions"]) > 0
 
-    # nothing of the run is left: the teardowns removed what their setups made, autoscaling first
-    names = [smoke["endpoint"], run.xcom("create_endpoint_config")["EndpointConfig"]["EndpointConfigName"],
-             endpoint_model, transform["ModelName"]]
-    assert _leftovers(sagemaker_client, autoscaling_client, names) == {
-        "endpoints": [], "endpoint_configs": [], "models": [], "scalable_targets": []}
+    # no champion yet: the tuned model was scored on the held-out test batch, registered and promoted
+    decision = run.xcom("decide")
+    assert decision["promote"] and decision["champion"] is None and decision["metric"] == "accuracy", decision
+    assert decision["challenger"] >= 0.5 and decision["challenger_report"]["samples"] == 160, decision
+    version = sagemaker_client.describe_model_package(ModelPackageName=run.xcom("register_version")["model_package_arn"])
+    assert version["ModelApprovalStatus"] == "Approved" and version["CustomerMetadataProperties"]["training-job"] == job[
+        "TrainingJobName"]
+    report = run.xcom("run_report")
+    assert report["outcome"] == "promoted" and report["cost_usd"] > 0, report
+    bucket, key = report["report"].removeprefix("s3://").split("/", 1)
+    page = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    assert "promoted" in page.lower() and job["TrainingJobName"] in page
+
+    # what the run leaves is the standing endpoint, with autoscaling; the batch model went with its teardown
+    endpoint = smoke["endpoint"]
+    assert endpoint == "cifar10-classifier" and run.xcom("deploy_standing_endpoint")["action"] == "created"
+    assert sagemaker_client.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"] == "cifar10-classifier-v1"
+    assert _leftovers(sagemaker_client, autoscaling_client, [endpoint, "cifar10-classifier-v1", transform["ModelName"]]) == {
+        "endpoints": [endpoint], "endpoint_configs": ["cifar10-classifier-v1"], "models": ["cifar10-classifier-v1"],
+        "scalable_targets": [f"endpoint/{endpoint}/variant/AllTraffic"]}
 
 
 def test_failing_training_script_surfaces_its_own_error(airflow, sagemaker_client):
     run = airflow.run(DAG_ID, conf={"hyperparameters": {"learning-rate": -1}, "epochs": 1, "tune": False}, timeout=900)
     assert run.state == "failed", run.report()
     assert run.states.get("train") == "failed", run.states
-    assert run.states.get("deploy_endpoint") != "success"
+    assert run.states.get("deploy_standing_endpoint") != "success"
     assert run.states.get("tune") == "skipped", run.states
     job = sagemaker_client.describe_training_job(TrainingJobName=_jobs(sagemaker_client)[0]["TrainingJobName"])
     assert job["TrainingJobStatus"] == "Failed"
@@ -153,4 +172,4 @@ def test_marking_a_deferred_training_task_failed_stops_its_job(airflow, sagemake
         time.sleep(2)
     airflow.wait(run, timeout=600)
     assert run.state == "failed" and run.states["train"] == "failed", run.states
-    assert run.states["deploy_endpoint"] != "success"
+    assert run.states["deploy_standing_endpoint"] != "success"

@@ -1,4 +1,4 @@
-"""The acoustic shield DAG's own pieces: its wiring, the smoke test's checks and bad bodies, and keep_endpoint."""
+"""The acoustic shield DAG's own pieces: its wiring, the smoke test's checks and bad bodies, the published asset."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,25 +47,20 @@ def test_bad_bodies_are_really_bad():
     assert truncated.startswith(b"RIFF") and truncated[8:12] == b"WAVE" and len(truncated) < 44
 
 
-def test_dag_runs_setup_body_and_teardown_in_order(dag):
-    order = ["train", "evaluate", "create_model", "create_endpoint_config", "deploy_endpoint", "smoke_test",
-             "publish_endpoint", "delete_endpoint"]
+def test_dag_trains_gates_promotes_then_publishes_the_serving_endpoint(dag):
+    order = ["train", "evaluate", "plan_evaluation", "evaluate_models", "decide", "register_version", "route_approval",
+             "approve_version", "standing_requests", "create_standing_model", "create_standing_endpoint_config",
+             "deploy_standing_endpoint", "smoke_test", "publish_endpoint", "run_report"]
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
-    delete = dag.get_task("delete_endpoint")
-    assert delete.is_teardown and "deploy_endpoint" in delete.upstream_task_ids
+    # a person may approve instead, and a lost decision rejects the version
+    assert {"approve_version", "await_approval", "reject_version"} <= dag.get_task("route_approval").downstream_task_ids
+    assert "standing_requests" in dag.get_task("await_approval").downstream_task_ids
+    # the report runs whatever happened and leaves the run's state to the tasks that decided it
+    report = dag.get_task("run_report")
+    assert report.is_teardown and "resolve_settings" in report.upstream_task_ids
 
 
 def test_publish_task_emits_the_endpoint_asset(dag):
     [asset] = dag.get_task("publish_endpoint").outlets
     assert asset.name == "acoustic_shield_endpoint"
-
-
-def test_keep_endpoint_skips_the_teardown_and_only_then(dag):
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    hook = dag.get_task("delete_endpoint")._pre_execute_hook
-    assert dag.params["keep_endpoint"] is False
-    hook({"params": {"keep_endpoint": False}})  # the default: delete
-    with pytest.raises(AirflowSkipException, match="keep_endpoint"):
-        hook({"params": {"keep_endpoint": True}})

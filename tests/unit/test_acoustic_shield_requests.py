@@ -33,11 +33,19 @@ def planned(cfg):
     return plan_requests(_settings(cfg), source_uri=SOURCE_URI, channels=cfg.channel_uris(), run_id="manual__2026-01-01")
 
 
+def _standing(planned) -> dict:
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/acoustic-shield/3"
+    return rq.standing_version_requests(planned["promotion"]["standing"], version=3, model_package_arn=arn)
+
+
 def test_every_request_of_a_run_passes_strict_validation(planned):
-    for operation, key in (("CreateTrainingJob", "training"), ("CreateModel", "model"),
-                           ("CreateEndpointConfig", "endpoint_config"), ("CreateEndpoint", "endpoint")):
+    for operation, key in (("CreateTrainingJob", "training"), ("CreateModel", "model")):
         validate_request("sagemaker", operation, planned[key], strict=True)
-    assert planned["endpoint_name"].startswith("acoustic-shield-endpoint-")
+    validate_request("sagemaker", "CreateProcessingJob", planned["promotion"]["evaluation_request"], strict=True)
+    standing = _standing(planned)
+    validate_request("sagemaker", "CreateModel", standing["model"], strict=True)
+    validate_request("sagemaker", "CreateEndpointConfig", standing["endpoint_config"], strict=True)
+    assert standing["endpoint_name"] == "acoustic-shield" and standing["endpoint_config_name"] == "acoustic-shield-v3"
 
 
 def test_hugging_face_images_gpu_for_training_cpu_for_the_endpoint(cfg):
@@ -73,9 +81,12 @@ def test_training_request_shape(cfg, planned):
     assert request["HyperParameters"]["sagemaker_program"] == '"train.py"'
     assert "EnableManagedSpotTraining" not in request
     assert planned["model"]["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
-    variant = planned["endpoint_config"]["ProductionVariants"][0]
+    standing = _standing(planned)
+    variant = standing["endpoint_config"]["ProductionVariants"][0]
     assert (variant["InstanceType"], variant["VariantName"]) == ("ml.m5.xlarge", "AllTraffic")
-    assert {t["Key"] for t in planned["endpoint"]["Tags"]} >= {"workload", "project", rq.EXPIRY_TAG}
+    # a standing endpoint has no expiry: the janitor never removes it
+    tags = {t["Key"]: t["Value"] for t in standing["endpoint_tags"]}
+    assert tags["endpoint-role"] == "standing" and rq.EXPIRY_TAG not in tags and {"workload", "project"} <= set(tags)
 
 
 def test_the_script_accepts_what_the_toolkit_passes(cfg, planned, tmp_path, monkeypatch):
@@ -97,6 +108,3 @@ def test_the_script_accepts_what_the_toolkit_passes(cfg, planned, tmp_path, monk
     assert hp.max_audio_length == wanted["max-audio-length"]
 
 
-def test_metric_definitions_are_the_scripts_own(cfg):
-    train = import_source("train", SOURCE_DIR)
-    assert [{"Name": m.name, "Regex": m.regex} for m in cfg.training.metric_definitions] == train.METRIC_DEFINITIONS

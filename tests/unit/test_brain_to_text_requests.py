@@ -6,8 +6,8 @@ import pytest
 
 from include.pipelines import images, requests
 from include.pipelines.config import ConfigError, load_workload, load_workload_file
-from include.pipelines.steps import model_version_request, plan_requests
-from include.pipelines.tasks import model_version, plan, transform_config
+from include.pipelines.steps import plan_requests
+from include.pipelines.tasks import plan, transform_config
 
 REGION = "us-east-1"
 SOURCE = "s3://bucket/sagemaker-pipelines/brain-to-text/source/0123/sourcedir.tar.gz"
@@ -64,31 +64,21 @@ def test_local_training_is_a_tiny_decoder_on_the_cpu():
     assert "EnableManagedSpotTraining" not in request and "CheckpointConfig" not in request
 
 
-def test_the_model_version_carries_the_container_content_types_and_gate_metric(cfg):
-    settings = _settings(cfg)
-    description = {"TrainingJobName": "b2t-train-1", "ModelArtifacts": {"S3ModelArtifacts": "s3://my-bucket/out/model.tar.gz"},
-                   "FinalMetricDataList": [{"MetricName": "validation:best_der", "Value": 0.2345}]}
-    request = model_version_request(settings, description)
-    assert request["ModelPackageGroupName"] == "brain-to-text-diphone-decoder" and request["ModelApprovalStatus"] == "Approved"
+def test_the_planned_model_version_carries_the_container_content_types(cfg):
+    planned = plan_requests(_settings(cfg), source_uri=SOURCE, channels=cfg.channel_uris(), run_id=RUN_ID)
+    request = planned["promotion"]["model_package"]
+    assert request["ModelPackageGroupName"] == "brain-to-text-diphone-decoder"
+    # every version starts pending: the promotion decision approves or rejects it
+    assert request["ModelApprovalStatus"] == "PendingManualApproval"
     specification = request["InferenceSpecification"]
     container = specification["Containers"][0]
-    assert container["ModelDataUrl"] == "s3://my-bucket/out/model.tar.gz" and "pytorch-inference" in container["Image"]
-    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert "pytorch-inference" in container["Image"] and container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
     assert specification["SupportedContentTypes"] == ["application/x-hdf5"]
     assert specification["SupportedResponseMIMETypes"] == ["application/jsonlines"]
     assert specification["SupportedTransformInstanceTypes"] == [cfg.transform.instance_type]
-    assert request["CustomerMetadataProperties"] == {"training-job": "b2t-train-1", "validation:best_der": "0.234500"}
-    assert request["ModelPackageDescription"] == "Trained by b2t-train-1: validation:best_der 0.2345"
-
-    # what the register task hands SageMakerRegisterModelVersionOperator.expand_kwargs
-    (kwargs,) = model_version.function({"Training": description}, settings)
-    assert kwargs["model_url"] == container["ModelDataUrl"] and kwargs["image_uri"] == container["Image"]
-    assert kwargs["package_group_name"] == "brain-to-text-diphone-decoder"
-    assert kwargs["extras"]["InferenceSpecification"] == specification and kwargs["extras"]["ModelApprovalStatus"] == "Approved"
-    # a retried register task repeats the call with the same token, so SageMaker returns the same version
-    assert kwargs["extras"]["ClientToken"] == model_version.function({"Training": description}, settings)[0]["extras"]["ClientToken"]
-    other_job = {**description, "TrainingJobName": "b2t-train-1-retry1"}
-    assert model_version.function({"Training": other_job}, settings)[0]["extras"]["ClientToken"] != kwargs["extras"]["ClientToken"]
+    # no endpoint: the promotion approves the version, the batch decode runs the approved champion
+    assert planned["promotion"]["endpoint_name"] is None and planned["promotion"]["standing"] is None
+    assert planned["promotion"]["policy"]["direction"] == "minimize"
 
 
 def test_plan_has_training_and_the_batch_decode_of_the_held_out_session_and_no_endpoint(cfg):
@@ -105,8 +95,8 @@ def test_plan_has_training_and_the_batch_decode_of_the_held_out_session_and_no_e
     assert transform["ModelName"] == planned["batch_model"]["ModelName"] != planned["model"]["ModelName"]
 
     # the transform runs the registered version, not a model of its own
-    config = transform_config.function(transform, ["arn:aws:sagemaker:us-east-1:111122223333:model-package/brain-to-text-diphone-decoder/1"],
-                                       settings)
+    config = transform_config.function(transform, planned["batch_model"], {
+        "model_package_arn": "arn:aws:sagemaker:us-east-1:111122223333:model-package/brain-to-text-diphone-decoder/1"})
     assert config["Model"]["PrimaryContainer"] == {
         "ModelPackageName": "arn:aws:sagemaker:us-east-1:111122223333:model-package/brain-to-text-diphone-decoder/1"}
     assert config["Model"]["ModelName"] == transform["ModelName"] and config["Transform"] == transform

@@ -11,7 +11,8 @@ import pytest
 from include.aws_shapes import RequestValidationError, validate_request
 from include.pipelines import requests as rq
 from include.pipelines.config import ServerlessConfig, TransformConfig, load_workload
-from include.pipelines.evaluation import MetricNotFound, final_metric, gate_result, passes_gate
+from include.pipelines.evaluation import MetricNotFound, final_metric, passes_gate
+from include.pipelines.steps import evaluate_gate
 from include.pipelines.images import inference_image_uri, training_image_uri
 
 PROFILES = ["local", "aws"]
@@ -275,9 +276,9 @@ def test_final_metric_and_gate():
     # the gate reads the best epoch's accuracy: the epoch whose weights the model ships
     with_best = {**DESCRIPTION, "FinalMetricDataList": [
         *DESCRIPTION["FinalMetricDataList"], {"MetricName": "best:validation:accuracy", "Value": 0.64, "Timestamp": 0}]}
-    assert gate_result(with_best, cfg.evaluation) == {
-        "training_job": JOB, "metric": "best:validation:accuracy", "value": 0.64, "threshold": 0.5,
-        "direction": "maximize", "passed": True}
+    planned = {"metric": "best:validation:accuracy", "threshold": 0.5, "direction": "maximize"}
+    assert evaluate_gate(with_best, planned)
+    assert not evaluate_gate(with_best, {**planned, "threshold": 0.65})
 
 
 def test_missing_metric_names_it_and_lists_the_present_ones():

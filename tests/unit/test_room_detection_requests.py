@@ -31,12 +31,26 @@ def planned(cfg):
     return plan_requests(settings_for(cfg), source_uri=SOURCE_URI, channels=cfg.channel_uris(), run_id=RUN_ID)
 
 
+def _standing(planned) -> dict:
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/room-detection/2"
+    return rq.standing_version_requests(planned["promotion"]["standing"], version=2, model_package_arn=arn)
+
+
 def test_every_request_of_a_run_passes_strict_validation(planned):
     validate_request("sagemaker", "CreateTrainingJob", planned["training"], strict=True)
     validate_request("sagemaker", "CreateModel", planned["model"], strict=True)
-    validate_request("sagemaker", "CreateEndpointConfig", planned["endpoint_config"], strict=True)
-    validate_request("sagemaker", "CreateEndpoint", planned["endpoint"], strict=True)
-    assert planned["endpoint_name"].startswith("room-detection-endpoint-")
+    validate_request("sagemaker", "CreateProcessingJob", planned["promotion"]["evaluation_request"], strict=True)
+    standing = _standing(planned)
+    validate_request("sagemaker", "CreateModel", standing["model"], strict=True)
+    validate_request("sagemaker", "CreateEndpointConfig", standing["endpoint_config"], strict=True)
+    assert standing["endpoint_name"] == "room-detection"
+
+
+def test_a_serverless_standing_endpoint_updates_all_at_once(planned):
+    # SageMaker allows only blue/green ALL_AT_ONCE for serverless variants; the alarms still roll it back
+    routing = planned["promotion"]["standing"]["deployment_config"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert routing["Type"] == "ALL_AT_ONCE" and "CanarySize" not in routing
+    assert [a["MetricName"] for a in planned["promotion"]["standing"]["alarms"]] == ["Invocation5XXErrors", "ModelLatency"]
 
 
 def test_training_runs_train_py_on_the_whole_data_set(cfg, planned):
@@ -88,7 +102,7 @@ def test_aws_profile_carries_the_seed_settings():
 
 
 def test_endpoint_is_serverless_on_the_cpu_inference_image(cfg, planned):
-    [variant] = planned["endpoint_config"]["ProductionVariants"]
+    [variant] = _standing(planned)["endpoint_config"]["ProductionVariants"]
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 5}
     assert "InstanceType" not in variant and "InitialInstanceCount" not in variant
     assert planned["model"]["PrimaryContainer"]["Image"] == (
@@ -106,9 +120,12 @@ def test_images_come_from_the_sdk_table(cfg):
 def test_every_resource_carries_the_cost_tags(planned):
     expected = [{"Key": "cost-center", "Value": "ml-platform"}, {"Key": "project", "Value": "sagemaker-pipelines"},
                 {"Key": "workload", "Value": "room_detection"}]
-    for name in ("training", "model", "endpoint_config"):
+    for name in ("training", "model"):
         assert planned[name]["Tags"] == expected, name
-    assert {t["Key"] for t in planned["endpoint"]["Tags"]} == {"cost-center", "project", "workload", "expires-at"}
+    assert planned["promotion"]["evaluation_request"]["Tags"] == expected
+    standing = _standing(planned)
+    assert {t["Key"] for t in standing["endpoint_tags"]} == {"cost-center", "project", "workload", "endpoint-role"}
+    assert {t["Key"] for t in standing["endpoint_config"]["Tags"]} >= {"cost-center", "model-package-version"}
 
 
 def test_gate_reads_best_validation_map50(cfg):

@@ -18,6 +18,16 @@ class SmokeTestFailed(AssertionError):
     pass
 
 
+def invoke_endpoint(endpoint_name: str, body: bytes, *, content_type: str, accept: str = "application/json",
+                    aws_conn_id: str | None = "aws_default") -> tuple[str, bytes, str]:
+    """Invoke an endpoint; returns (content type, body, the variant that answered)."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    runtime = AwsBaseHook(aws_conn_id=aws_conn_id, client_type="sagemaker-runtime").get_conn()
+    response = runtime.invoke_endpoint(EndpointName=endpoint_name, Body=body, ContentType=content_type, Accept=accept)
+    return response["ContentType"], response["Body"].read(), response.get("InvokedProductionVariant", "")
+
+
 def encoder_library(module: str, package: str, needed_by: str):
     """Import `module` for a request body a smoke test encodes, or fail saying which package Airflow lacks."""
     try:

@@ -46,7 +46,7 @@ def bad_body(kind: str) -> bytes:
 
 
 def _classify(endpoint_name: str, body: bytes, aws_conn_id: str) -> tuple[dict, str]:
-    from sagemaker_pipelines_plugin.endpoints import invoke_endpoint
+    from include.pipelines.smoke import invoke_endpoint
 
     answer_type, answer, variant = invoke_endpoint(endpoint_name, body, content_type="audio/wav",
                                                    accept="application/json", aws_conn_id=aws_conn_id)

@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 def smoke_test(endpoint_name: str, *, images: int = 4, aws_conn_id: str = "aws_default") -> dict:
     """Send PNG images of known classes; each answer must name a CIFAR-10 class with probabilities summing to 1."""
     from include.datasets.cifar10 import LABEL_NAMES, sample_images
-    from sagemaker_pipelines_plugin.endpoints import invoke_endpoint
+    from include.pipelines.smoke import invoke_endpoint
 
     results = []
     for label, image in sample_images(images):

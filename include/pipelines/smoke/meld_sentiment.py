@@ -33,7 +33,7 @@ def check_answer(answer, emotions, sentiments) -> list[str]:
 
 
 def _invoke(endpoint_name: str, request: dict, aws_conn_id: str) -> tuple[dict, str]:
-    from sagemaker_pipelines_plugin.endpoints import invoke_endpoint
+    from include.pipelines.smoke import invoke_endpoint
 
     answer_type, answer, variant = invoke_endpoint(endpoint_name, json.dumps(request).encode(), content_type="application/json",
                                                    accept="application/json", aws_conn_id=aws_conn_id)

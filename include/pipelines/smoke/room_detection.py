@@ -67,7 +67,7 @@ def check_answer(answer: dict, width: int, height: int, class_names) -> list[str
 
 
 def _invoke(endpoint_name: str, body: bytes, content_type: str, aws_conn_id: str) -> tuple[dict, str]:
-    from sagemaker_pipelines_plugin.endpoints import invoke_endpoint
+    from include.pipelines.smoke import invoke_endpoint
 
     answer_type, answer, variant = invoke_endpoint(endpoint_name, body, content_type=content_type,
                                                    accept="application/json", aws_conn_id=aws_conn_id)
