@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 import textwrap
 
@@ -154,3 +157,130 @@ def test_job_site_rewrites_only_the_jobs_host_names(monkeypatch):
         assert socket.getaddrinfo("algo-1", 80)[0][4][0] == "127.0.0.1"
     finally:
         socket.getaddrinfo, socket.gethostbyname, socket.gethostbyname_ex, sys.argv[:] = saved
+
+
+# The toolkit's old style (its distributed_operations.py, the older pytorch_mnist/mnist.py): no
+# launcher, the script runs on every host and sets the rendezvous up itself, after start, by name.
+LATE_MASTER_TRAIN_PY = textwrap.dedent(
+    """
+    import _socket, json, os, sys
+    import torch
+    import torch.distributed as dist
+
+    hosts = json.loads(os.environ["SM_HOSTS"])
+    host = os.environ["SM_CURRENT_HOST"]
+    rank = hosts.index(host)
+    port = sys.argv[sys.argv.index("--port") + 1]
+    os.environ["MASTER_ADDR"] = hosts[0]
+    os.environ["MASTER_PORT"] = port
+    # libc's own lookup (the socket module's getaddrinfo without the job's Python-level patch)
+    try:
+        c_resolved = _socket.getaddrinfo("algo-2", None)[0][4][0]
+    except OSError as error:
+        c_resolved = f"error {error}"
+    dist.init_process_group("gloo", init_method=f"tcp://{hosts[0]}:{port}", rank=rank, world_size=len(hosts))
+    total = torch.tensor([float(rank + 1)])
+    dist.all_reduce(total)
+    print(f"late-master rank={rank} host={host} allreduce={total.item()} c_resolved={c_resolved}", flush=True)
+    dist.destroy_process_group()
+    """
+)
+
+
+@pytest.mark.slow
+def test_script_that_names_the_master_host_itself_completes(sagemaker_client, s3_client, logs_client):
+    import shutil
+
+    from include.emulator.jobs.network import free_port
+
+    name = "unit-ddp-late-master-addr"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        data = LATE_MASTER_TRAIN_PY.encode()
+        info = tarfile.TarInfo("train.py")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    s3_client.put_object(Bucket=TEST_BUCKET, Key=f"{PREFIX}/late-master/sourcedir.tar.gz", Body=buffer.getvalue())
+    s3_client.put_object(Bucket=TEST_BUCKET, Key=f"{PREFIX}/data/train/a.csv", Body=b"1,2\n")
+    request = ddp_request(name, f"s3://{TEST_BUCKET}/{PREFIX}/late-master/sourcedir.tar.gz")
+    del request["HyperParameters"]["sagemaker_torch_distributed_enabled"]  # no launcher: the script on every host
+    request["HyperParameters"]["port"] = str(free_port())
+    request["StoppingCondition"] = {"MaxRuntimeInSeconds": 120}  # a regression hangs in the rendezvous: fail, not wait
+    sagemaker_client.create_training_job(**request)
+    job = wait_until_done(sagemaker_client, name, timeout=240)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+
+    streams = logs_client.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{name}/")["logStreams"]
+    logged = {}
+    for stream in streams:
+        events = logs_client.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream["logStreamName"], startFromHead=True)["events"]
+        logged[stream["logStreamName"].rsplit("-", 1)[0]] = "\n".join(event["message"] for event in events)
+    assert "late-master rank=0 host=algo-1 allreduce=3.0" in logged[f"{name}/algo-1"]
+    assert "late-master rank=1 host=algo-2 allreduce=3.0" in logged[f"{name}/algo-2"]
+    if any(shutil.which(compiler) for compiler in ("cc", "gcc", "clang")) and sys.platform.startswith("linux"):
+        # the preloaded library answers libc itself, for every C and C++ library of the job
+        assert all("c_resolved=127.0.0.1" in text for text in logged.values()), logged
+
+
+def _bare_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-I", "-S", "-c", code], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is Linux's")
+def test_preloaded_library_resolves_only_the_jobs_host_names_in_libc(tmp_path):
+    import shutil
+
+    from include.emulator.jobs.host_names import resolver_library
+
+    if not any(shutil.which(compiler) for compiler in ("cc", "gcc", "clang")):
+        pytest.skip("no C compiler: the job's Python-level patch is all there is")
+    library = resolver_library(tmp_path, sys.executable)
+    assert library is not None and library.parent == tmp_path / "cache"
+    assert resolver_library(tmp_path, sys.executable) == library  # built once
+    lookup = textwrap.dedent(
+        """
+        import socket
+        for name in ("algo-1", "ALGO-2.", "algo-3", "localhost"):
+            try:
+                print(name, socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)[0][4][0], socket.gethostbyname_ex(name)[2])
+            except OSError:
+                print(name, "unknown")
+        """
+    )
+    job = _bare_python(lookup, {"LD_PRELOAD": str(library), "EMULATOR_JOB_HOSTS": "algo-1,algo-2"})
+    assert job.stdout.split("\n")[:4] == [
+        "algo-1 127.0.0.1 ['127.0.0.1']", "ALGO-2. 127.0.0.1 ['127.0.0.1']", "algo-3 unknown", "localhost 127.0.0.1 ['127.0.0.1']",
+    ], job.stderr
+    outside = _bare_python(lookup, {"LD_PRELOAD": str(library)})  # not a job's process: libc as it is
+    assert outside.stdout.split("\n")[:2] == ["algo-1 unknown", "ALGO-2. unknown"], outside.stderr
+
+
+def test_job_environment_preloads_the_library_before_the_jobs_own():
+    from pathlib import Path
+
+    from include.emulator.jobs.network import network_environment
+
+    library = Path("/state/cache/libemulator-host-names-0123.so")
+    env = network_environment(["algo-1", "algo-2"], 41234, {"LD_PRELOAD": "libjemalloc.so"}, sys.executable, library)
+    assert env["LD_PRELOAD"] == f"{library} libjemalloc.so"
+    assert "LD_PRELOAD" not in network_environment(["algo-1"], 41234, {}, sys.executable, None)
+
+
+def test_torch_store_named_by_a_job_host_is_served_on_loopback_without_the_library():
+    from include.emulator.jobs.network import JOB_SITE_DIR, free_port
+
+    port = free_port()
+    script = textwrap.dedent(
+        f"""
+        import os
+        os.environ["MASTER_ADDR"] = "algo-1"  # late: after the job's sitecustomize ran
+        import torch.distributed as dist
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], {port}, 1, True)
+        store.set("k", "v")
+        print(store.host, store.get("k").decode())
+        """
+    )
+    env = {"PYTHONPATH": str(JOB_SITE_DIR), "EMULATOR_JOB_HOSTS": "algo-1,algo-2", "PATH": os.environ.get("PATH", "")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["127.0.0.1", "v"]

@@ -34,6 +34,7 @@ from .cluster import Cluster
 from .failures import JobFailure, algorithm_failure_reason, recorded_exception
 from .folder_sync import FolderSync
 from .hosts import DEFAULT_CHECKPOINT_PATH, HostFolder, host_names, input_data_config, is_container_path, resource_config
+from .host_names import resolver_library
 from .network import free_port, network_environment
 from .runner import MAX_WAIT, SHUTDOWN, TIMEOUT, JobRunner
 from .tensorboard import DEFAULT_TENSORBOARD_PATH, tensorboard_sync
@@ -363,7 +364,8 @@ class TrainingRunner(JobRunner):
             PYTHONUNBUFFERED="1",  # as the framework images set it: lines reach CloudWatch as printed
             EMULATOR_EXCEPTION_DIR=str(host.exceptions_dir),
         )
-        env.update(network_environment(hosts, master_port, env, self.emulator.settings.python))
+        settings = self.emulator.settings
+        env.update(network_environment(hosts, master_port, env, settings.python, resolver_library(settings.state_dir, settings.python)))
         return env
 
     def _end_stopped(self, hosts: list[HostFolder]) -> None:

@@ -7,15 +7,27 @@
 - ``unpack_toolkit_archives_safely``: the toolkit's tar extraction goes through the emulator's
   archives.py, which no symlink chain defeats.
 - ``bind_rendezvous_to_loopback``: torch's TCPStore server (torchrun's rendezvous on algo-1, and
-  ``init_process_group``'s env:// store) listens on every interface; on SageMaker the instances'
-  network is private, here it would be this machine's. A store that serves a loopback address is
-  handed a socket bound to 127.0.0.1 instead (``master_listen_fd``).
+  ``init_process_group``'s env:// and tcp:// stores) listens on every interface; on SageMaker the
+  instances' network is private, here it would be this machine's. A store that serves a loopback
+  address is handed a socket bound to 127.0.0.1 instead (``master_listen_fd``). A store built for a
+  host name of the job (MASTER_ADDR or ``tcp://algo-1:...`` set by the script, however late) is
+  built for 127.0.0.1: its C++ side resolves names itself, and without the preloaded library of
+  ``host_names.py`` (no C compiler) it would not know ``algo-N``.
 """
 import os
 import socket
 import sys
 
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+_JOB_HOSTS = frozenset(filter(None, os.environ.get("EMULATOR_JOB_HOSTS", "").lower().split(",")))
+_HOST_ADDRESS = "127.0.0.1"
+
+
+def _job_host_address(host_name):
+    """127.0.0.1 for a host name of the job (any case, a trailing dot), else the name itself."""
+    if isinstance(host_name, str) and host_name.lower().rstrip(".") in _JOB_HOSTS:
+        return _HOST_ADDRESS
+    return host_name
 
 
 def die_with_parent():
@@ -47,6 +59,7 @@ def _loopback_store_class(tcp_store):
 
         def __init__(self, host_name, port, *args, **kwargs):
             kwargs.update(zip(positional, args))
+            host_name = _job_host_address(host_name)
             if kwargs.get("is_master") and kwargs.get("master_listen_fd") is None and host_name in _LOOPBACK_NAMES:
                 try:
                     kwargs["master_listen_fd"] = _loopback_listener(port)

@@ -6,10 +6,13 @@ host names mean loopback before any code of the job runs:
 
 - Python lookups of a host name (``socket.getaddrinfo`` and friends) answer 127.0.0.1: the toolkit,
   the script and torch's Python side resolve ``algo-1`` as on SageMaker.
-- torch's C++ TCPStore and gloo resolve names outside Python, so where a host name is handed to
-  them it is replaced first: ``--master_addr algo-N`` on a command line (what the PyTorch toolkit
-  and the SDK's drivers give torchrun) and the MASTER_ADDR variable become 127.0.0.1, and
-  SageMaker's fixed master port 7777 becomes this job's own free port, so jobs never collide.
+- torch's C++ TCPStore and gloo resolve names outside Python. The library the job's processes
+  preload (``../host_names.py``) answers them, but it needs a C compiler, so where a host name is
+  handed to them it is also replaced first: ``--master_addr algo-N`` on a command line (what the
+  PyTorch toolkit and the SDK's drivers give torchrun) and the MASTER_ADDR variable become
+  127.0.0.1 here, and a TCPStore built later for a host name (MASTER_ADDR or ``tcp://algo-N:...``
+  set by the script) is built for 127.0.0.1 (``_emulator_job_process``). SageMaker's fixed master
+  port 7777 becomes this job's own free port, so jobs never collide.
 
 It also records the exception a process dies of (EMULATOR_EXCEPTION_DIR): the toolkit relays the
 script's output in read() chunks that can split any line, so the runner takes the exception that
