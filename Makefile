@@ -13,11 +13,13 @@ setup: $(VENV)/.installed
 
 # requirements-local.txt: the local SageMaker and the tests, on top of requirements.txt (the Airflow side)
 # and requirements-synthetic-data.txt (what the local profile's Airflow tasks add)
-$(VENV)/.installed: requirements.txt requirements-synthetic-data.txt requirements-local.txt constraints.txt
+# requirements-hf-inference.txt: the Hugging Face inference image's toolkit, beside the venv (see there)
+$(VENV)/.installed: requirements.txt requirements-synthetic-data.txt requirements-local.txt constraints.txt requirements-hf-inference.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required (set PYTHON=...)")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements-local.txt -c constraints.txt
 	$(PY) -m pip check
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(VENV)/hf-inference-toolkit -r requirements-hf-inference.txt
 	touch $@
 
 demo: setup

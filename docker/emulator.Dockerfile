@@ -12,6 +12,10 @@ RUN apt-get update \
 WORKDIR /opt/project
 COPY requirements.txt requirements-local.txt constraints.txt ./
 RUN pip install --no-cache-dir -r requirements-local.txt -c constraints.txt && pip check
+# the Hugging Face inference image's toolkit, without its numpy<2 speech dependencies, beside
+# site-packages where include/emulator/serving/huggingface.py finds it (sys.prefix/hf-inference-toolkit)
+COPY requirements-hf-inference.txt ./
+RUN pip install --no-cache-dir --no-deps --target /usr/local/hf-inference-toolkit -r requirements-hf-inference.txt
 
 # jobs and model servers run as an unprivileged user; its state lives in a volume at .emulator/
 RUN useradd --create-home --uid 1000 emulator && mkdir .emulator && chown emulator .emulator

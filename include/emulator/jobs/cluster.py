@@ -34,8 +34,10 @@ class Cluster:
     """Start with ``start``, then ``run_until`` returns why it ended; ``close`` always."""
 
     def __init__(self, emulator, job, hosts: list[HostFolder], *, command: Callable[[HostFolder], list[str]],
-                 environment: Callable[[HostFolder], dict[str, str]], poll_seconds: float = 0.2):
+                 environment: Callable[[HostFolder], dict[str, str]], poll_seconds: float = 0.2,
+                 preamble: tuple[str, ...] = ()):
         self._emulator = emulator
+        self._preamble = preamble  # the local SageMaker's own lines, first in each host's log stream
         self._job = job
         self._command = command
         self._environment = environment
@@ -53,6 +55,8 @@ class Cluster:
             # one stream per host and start, as SageMaker names them: <job>/algo-N-<epoch seconds>
             stream = f"{self._job.name}/{run.host.host}-{started}"
             run.logs = LogWriter(self._emulator, LOG_GROUP, stream, region=self._job.region)
+            for line in self._preamble:
+                run.logs.write(f"[local-sagemaker] {line}", int(time.time() * 1000))
             run.process = ContainerProcess(
                 self._command(run.host), cwd=run.host.base, env=self._environment(run.host), on_line=self._reader(run)
             )

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .. import images
 from ..faults import FaultTagError, faults_for
+from ..instance_types import job_figures
 from . import entrypoints, staging
 from .checkpoints import CheckpointSync
 from .cluster import Cluster
@@ -265,11 +266,14 @@ class TrainingRunner(JobRunner):
         names = [host.host for host in hosts]
         master_port = free_port()
         python = self.emulator.settings.python
+        instance_env, instance_line = job_figures(self.job.request["ResourceConfig"]["InstanceType"])
+        preamble = (instance_line, *images.version_warnings(image.uri))
         cluster = self._cluster = Cluster(
             self.emulator, self.job, hosts,
             command=lambda host: entrypoints.host_command(self.job.request, host, python),
-            environment=lambda host: self._environment(host, image, names, master_port),
+            environment=lambda host: {**self._environment(host, image, names, master_port), **instance_env},
             poll_seconds=self.poll_seconds,
+            preamble=preamble,
         )
         training_began = time.monotonic()
 

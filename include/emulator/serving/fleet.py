@@ -33,7 +33,7 @@ from typing import Callable, Mapping
 from ..child_processes import spawn
 from ..cloudwatch import LogWriter
 from ..faults import NO_FAULTS, FaultTagError, Faults, endpoint_variant_faults
-from ..images import UnsupportedImage, check_inference_image
+from ..images import UnsupportedImage, check_inference_image, inference_handler_service, version_warnings
 from .artifacts import ArtifactError, prepare_model_dir
 from .specs import VariantSpec
 
@@ -140,8 +140,12 @@ class ModelServerProcess:
             "--host", "127.0.0.1",
             "--port-file", str(self.port_file),
             "--failure-file", str(self.failure_file),
+            # the image's defaults: sagemaker-inference's (PyTorch) or the Hugging Face toolkit's
+            "--handler-service", inference_handler_service(self.variant.container.image),
         ]
         self.say(f"Starting model server for {self.variant.model_name} ({self.variant.container.image})")
+        for warning in version_warnings(self.variant.container.image):
+            self.say(warning)
         # its own session (stop() takes any children with it) under a watch that ends it when the
         # emulator dies, however it dies (see include.emulator.child_processes)
         self._process = spawn(command, cwd=self.instance_dir, env=self._environment, python=self._python)

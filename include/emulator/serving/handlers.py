@@ -222,6 +222,8 @@ class InferenceHandlers:
 def error_status(exc: BaseException) -> int:
     """The HTTP status a handler's exception answers with: its status_code if it has one, else 500."""
     code = getattr(exc, "status_code", None)
+    if code is None:  # multi-model-server's PredictionException(message, error_code), as the HF toolkit raises
+        code = getattr(exc, "error_code", None)
     if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
         return code
     return 500

@@ -160,11 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port-file", type=Path)
     parser.add_argument("--failure-file", type=Path)
     parser.add_argument("--parent-pid", type=int)
+    parser.add_argument("--handler-service", choices=("pytorch", "huggingface"), default="pytorch",
+                        help="the image's defaults: sagemaker-inference's (PyTorch image) or "
+                             "sagemaker-huggingface-inference-toolkit's (Hugging Face image)")
     args = parser.parse_args(argv)
     if args.host not in LOOPBACK:
         parser.error("the model server binds to the loopback interface only")
 
-    handlers = InferenceHandlers(
+    handlers_class = InferenceHandlers
+    if args.handler_service == "huggingface":
+        from .huggingface import HuggingFaceHandlers as handlers_class
+    handlers = handlers_class(
         args.model_dir,
         program=os.environ.get("SAGEMAKER_PROGRAM"),
         default_accept=os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"),

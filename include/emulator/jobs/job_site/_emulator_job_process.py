@@ -128,3 +128,20 @@ def unpack_toolkit_archives_safely():
         files_module._safe_extractall = safe_extractall
 
     patch_after_import("sagemaker_training.files", patch)
+
+
+def report_instance_figures():
+    """SM_NUM_CPUS / SM_NUM_GPUS of the job's instance type (include.emulator.instance_types), not this
+    machine's: sagemaker_training.environment counts them when it loads, so its counters answer the
+    runner's EMULATOR_INSTANCE_NUM_CPUS / _GPUS."""
+    cpus, gpus = os.environ.get("EMULATOR_INSTANCE_NUM_CPUS"), os.environ.get("EMULATOR_INSTANCE_NUM_GPUS")
+    if not (cpus or gpus):
+        return
+
+    def patch(environment_module):
+        if cpus:
+            environment_module.num_cpus = lambda: int(cpus)
+        if gpus:
+            environment_module.num_gpus = lambda: int(gpus)
+
+    patch_after_import("sagemaker_training.environment", patch)

@@ -131,4 +131,5 @@ if _HOSTS and __name__ == "sitecustomize":  # a job's process: dies with its par
     _emulator_job_process.die_with_parent()
     _emulator_job_process.unpack_toolkit_archives_safely()
     _emulator_job_process.bind_rendezvous_to_loopback()
+    _emulator_job_process.report_instance_figures()
 _run_next_sitecustomize()
