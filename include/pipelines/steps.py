@@ -306,10 +306,15 @@ def endpoint_details(endpoint_name: str, *, aws_conn_id: str = "aws_default") ->
     variants = []
     for variant in config["ProductionVariants"]:
         container = sagemaker.describe_model(ModelName=variant["ModelName"]).get("PrimaryContainer", {})
+        package_arn = container.get("ModelPackageName")
+        if package_arn:  # a model that runs a registered version names only the version: its image and data are there
+            package = sagemaker.describe_model_package(ModelPackageName=package_arn)
+            container = {**package["InferenceSpecification"]["Containers"][0], **container}
         variants.append({
             "variant_name": variant["VariantName"],
             "model_name": variant["ModelName"],
             "model_data": container.get("ModelDataUrl"),
+            "model_package_arn": package_arn,
             "image": container.get("Image"),
             "instance_type": variant.get("InstanceType"),
             "initial_instance_count": variant.get("InitialInstanceCount"),

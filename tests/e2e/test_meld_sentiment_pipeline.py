@@ -1,7 +1,10 @@
-"""The MELD sentiment DAG, whole, in a real Airflow (scheduler, triggerer, tasks in parallel) against the local SageMaker: real training on
-synthetic MELD clips (two of them damaged), TensorBoard scalars, a real endpoint answering utterances
-(clip as base64 and from S3) and refusing a broken clip with a 4xx while it keeps serving, and nothing
-left running afterwards."""
+"""The MELD sentiment DAG, whole, in a real Airflow (scheduler, triggerer, tasks in parallel) against the local SageMaker.
+
+The first run (no champion yet): real training on synthetic MELD clips (two of them damaged), TensorBoard
+scalars, the challenger scored on the held-out dev utterances, registered as version 1 and approved, the
+standing endpoint `meld-sentiment` created on it and answering utterances (clip as base64 and from S3),
+refusing a broken clip with a 4xx while it keeps serving, a run report in S3. A second run trained too
+weakly to learn is rejected, and the champion serves on untouched."""
 from __future__ import annotations
 
 import io
@@ -13,6 +16,19 @@ import pytest
 
 from include.datasets.meld_sentiment import EMOTIONS, SENTIMENTS
 from include.pipelines.config import load_workload
+from tests.e2e.promotion_checks import (
+    PROMOTION_TASKS,
+    ROLLOUT_TASKS,
+    SETUP_TASKS,
+    assert_first_promotion,
+    assert_rejected_at_the_gate,
+    assert_report,
+    assert_standing_endpoint_created,
+    assert_tasks,
+    final_metrics,
+    serving_config,
+    training_job,
+)
 from tests.source_modules import import_source
 from tests.unit.test_meld_sentiment_media import read_event_file
 
@@ -20,24 +36,23 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DAG_ID = "meld_sentiment_pipeline"
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "training_src" / "meld_sentiment"
-TASKS = ("resolve_settings", "upload_data", "package_source", "plan", "train", "evaluate", "create_model",
-         "create_endpoint_config", "deploy_endpoint", "smoke_test", "delete_endpoint")
+WORKLOAD = load_workload("meld_sentiment", "local")
+ENDPOINT = WORKLOAD.promotion.endpoint_name
+GROUP = WORKLOAD.registry.model_package_group
+# one epoch at rates far too small to move the weights: training takes seconds and learns nothing
+TOO_WEAK = {"epochs": 1, "hyperparameters": {"learning-rate": 1e-7, "encoder-learning-rate": 1e-7}}
 
 
 @pytest.fixture(scope="module")
 def run(airflow):
-    """One DAG run, shared by the tests below."""
-    return airflow.run(DAG_ID, timeout=900)
+    """The first run, default settings: it finds no champion. Shared by the tests below."""
+    return airflow.run(DAG_ID, timeout=1500)
 
 
-
-
-
-
-def _latest_job(sagemaker_client) -> dict:
-    summaries = sagemaker_client.list_training_jobs(NameContains="meld-sentiment", SortBy="CreationTime",
-                                                    SortOrder="Descending")["TrainingJobSummaries"]
-    return sagemaker_client.describe_training_job(TrainingJobName=summaries[0]["TrainingJobName"])
+@pytest.fixture(scope="module")
+def weak(run, airflow):
+    """A second run, after the first, with a challenger too weak to learn."""
+    return airflow.run(DAG_ID, conf=TOO_WEAK, timeout=1500)
 
 
 def _job_log(logs_client, job_name: str) -> str:
@@ -47,17 +62,16 @@ def _job_log(logs_client, job_name: str) -> str:
 
 def test_every_task_succeeds(run):
     assert run.succeeded, run.report()
-    for task_id in TASKS:
-        assert run.states.get(task_id) == "success", f"{task_id}: {run.states.get(task_id)} (all: {run.states})"
+    assert_tasks(run, {"success": (*SETUP_TASKS, *PROMOTION_TASKS, "approve_version", *ROLLOUT_TASKS, "run_report"),
+                       "skipped": ("await_approval", "reject_version", "reject_failed_rollout")})
 
 
 def test_training_really_ran_and_cleared_the_gate(run, sagemaker_client, s3_client):
-    job = _latest_job(sagemaker_client)
+    job = training_job(run, sagemaker_client)
     assert job["TrainingJobStatus"] == "Completed"
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "validation"]
-    metrics = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
-    gate = load_workload("meld_sentiment", "local").evaluation.threshold
-    assert metrics["best:validation:emotion_weighted_f1"] >= gate, metrics  # always-"neutral" scores ~0.30
+    metrics = final_metrics(job)
+    assert metrics["best:validation:emotion_weighted_f1"] >= WORKLOAD.evaluation.threshold, metrics  # always-"neutral" scores ~0.30
     assert 0 <= metrics["validation:sentiment_accuracy"] <= 1, metrics
 
     bucket, key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix("s3://").split("/", 1)
@@ -72,7 +86,7 @@ def test_training_really_ran_and_cleared_the_gate(run, sagemaker_client, s3_clie
 
 
 def test_the_job_log_shows_parameters_class_weights_and_the_damaged_clips(run, sagemaker_client, logs_client):
-    log = _job_log(logs_client, _latest_job(sagemaker_client)["TrainingJobName"])
+    log = _job_log(logs_client, training_job(run, sagemaker_client)["TrainingJobName"])
     assert "trainable_parameters text_encoder=" in log and "class_weights (balanced) emotion: neutral=" in log
     assert "media train: clips=96 clips_without_audio=1 unreadable_clips=1" in log
     assert "no audio track; using a silent spectrogram" in log
@@ -80,7 +94,7 @@ def test_the_job_log_shows_parameters_class_weights_and_the_damaged_clips(run, s
 
 
 def test_tensorboard_scalars_reached_the_output_config_s_s3_path(run, sagemaker_client, s3_client, tmp_path):
-    job = _latest_job(sagemaker_client)
+    job = training_job(run, sagemaker_client)
     assert job["TensorBoardOutputConfig"]["LocalPath"] == "/opt/ml/output/tensorboard"
     # SageMaker uploads LocalPath to <S3OutputPath>/<job>/tensorboard-output/
     uri = f"{job['TensorBoardOutputConfig']['S3OutputPath'].rstrip('/')}/{job['TrainingJobName']}/tensorboard-output/"
@@ -95,6 +109,18 @@ def test_tensorboard_scalars_reached_the_output_config_s_s3_path(run, sagemaker_
     assert per_epoch[-1]["scalars"]["loss/train"] < per_epoch[0]["scalars"]["loss/train"]
 
 
+def test_a_first_promotion_approves_version_1_and_creates_the_standing_endpoint(run, sagemaker_client, s3_client):
+    assert_first_promotion(run, sagemaker_client, s3_client, GROUP)
+    decision = run.xcom("decide")
+    assert decision["metric"] == "weighted_f1" and decision["challenger"] >= WORKLOAD.promotion.threshold, decision
+    assert_standing_endpoint_created(run, sagemaker_client, ENDPOINT)
+    report = assert_report(run, s3_client, "promoted")
+    assert report["endpoint"]["name"] == ENDPOINT and report["endpoint"]["config"] == f"{ENDPOINT}-v1", report
+    # no endpoint of the run's own: the standing one is the workload's only endpoint
+    endpoints = [e["EndpointName"] for e in sagemaker_client.list_endpoints()["Endpoints"]]
+    assert [name for name in endpoints if name.startswith("meld-sentiment")] == [ENDPOINT], endpoints
+
+
 def test_endpoint_answered_utterances_and_refused_a_broken_clip(run):
     smoke = run.xcom("smoke_test")
     assert [u["clip_by"] for u in smoke["utterances"]] == ["base64", "base64", "base64", "s3"]
@@ -104,9 +130,19 @@ def test_endpoint_answered_utterances_and_refused_a_broken_clip(run):
     assert smoke["served_after_bad_input"] is True
 
 
-def test_teardown_left_no_endpoint(run, sagemaker_client):
-    endpoints = [e["EndpointName"] for e in sagemaker_client.list_endpoints()["Endpoints"]]
-    assert [name for name in endpoints if name.startswith("meld-sentiment")] == []
+def test_a_challenger_too_weak_to_learn_is_rejected_and_the_champion_serves_on(weak, sagemaker_client, s3_client):
+    assert weak.succeeded, weak.report()  # a rejection is a normal outcome, not a failure
+    job = training_job(weak, sagemaker_client)
+    assert job["HyperParameters"]["epochs"] == "1" and float(job["HyperParameters"]["learning-rate"]) == 1e-7
+    metrics = final_metrics(job)
+    assert metrics["best:validation:emotion_weighted_f1"] < WORKLOAD.evaluation.threshold, metrics
+    # it is stopped at the gate, on the job's own validation metric: never evaluated, never registered
+    assert_rejected_at_the_gate(weak, sagemaker_client, s3_client, GROUP, versions_before=1)
+    assert_tasks(weak, {"skipped": ROLLOUT_TASKS})
+    assert serving_config(sagemaker_client, ENDPOINT) == f"{ENDPOINT}-v1"
+    from include.pipelines.promotion import latest_approved_version
+
+    assert latest_approved_version(sagemaker_client, GROUP)["version"] == 1
 
 
 def test_a_channel_of_unreadable_clips_fails_the_job_with_a_reason_naming_them(emulator, sagemaker_client, s3_client,
