@@ -25,23 +25,14 @@ def plan_evaluation(promotion: dict, training: dict) -> dict:
     """Find the champion (what the standing endpoint serves, else the latest Approved version) and plan
     the processing job that scores it and the challenger on the same held-out data."""
     from include.pipelines.promotion import find_champion
+    from include.pipelines.requests import evaluation_with_models
 
     champion = find_champion(aws_client("sagemaker"), group=promotion["model_package_group"],
                              endpoint_name=promotion["endpoint_name"])
-    request = promotion["evaluation_request"]
-    challenger_model = training["Training"]["ModelArtifacts"]["S3ModelArtifacts"]
-    inputs = [dict(i) for i in request["ProcessingInputs"] if i["InputName"] != "champion"]
-    for item in inputs:
-        if item["InputName"] == "challenger":
-            item["S3Input"] = {**item["S3Input"], "S3Uri": challenger_model}
-    arguments = [a for a in request["AppSpecification"]["ContainerArguments"]]
-    if champion:
-        inputs.append({"InputName": "champion", "S3Input": {
-            "S3Uri": champion["model_data"], "LocalPath": "/opt/ml/processing/champion",
-            "S3DataType": "S3Prefix", "S3InputMode": "File"}})
-        arguments += ["--champion", "/opt/ml/processing/champion"]
-    app = {**request["AppSpecification"], "ContainerArguments": arguments}
-    return {"request": {**request, "ProcessingInputs": inputs, "AppSpecification": app}, "champion": champion}
+    request = evaluation_with_models(promotion["evaluation_request"],
+                                     challenger_model_uri=training["Training"]["ModelArtifacts"]["S3ModelArtifacts"],
+                                     champion_model_uri=champion and champion["model_data"])
+    return {"request": request, "champion": champion}
 
 
 @task
@@ -69,6 +60,7 @@ def register_version(promotion: dict, training: dict, decision: dict, run_id=Non
     """The challenger as a new version of the workload's Model Package Group, PendingManualApproval, with its
     evaluation report as ModelMetrics and what made it as metadata; a retried task gets the same version."""
     from include.pipelines.naming import idempotency_token
+    from include.pipelines.promotion import CHALLENGER_REPORT
 
     sm = aws_client("sagemaker")
     group = promotion["model_package_group"]
@@ -91,7 +83,7 @@ def register_version(promotion: dict, training: dict, decision: dict, run_id=Non
         ModelPackageDescription=f"Trained by {job['TrainingJobName']}: {metric} {decision['challenger']:.4f} "
                                 f"on the held-out data",
         ModelMetrics={"ModelQuality": {"Statistics": {
-            "ContentType": "application/json", "S3Uri": f"{promotion['evaluation_output']}/evaluation.json"}}},
+            "ContentType": "application/json", "S3Uri": f"{promotion['evaluation_output']}/{CHALLENGER_REPORT}"}}},
         CustomerMetadataProperties={k: str(v)[:256] for k, v in metadata.items()},
         # one version per trained model: a retried register task gets the version its first try made
         ClientToken=idempotency_token("model-package", job["TrainingJobName"]),

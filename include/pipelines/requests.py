@@ -411,34 +411,26 @@ PROCESSING_DIR = "/opt/ml/processing"
 
 
 def build_evaluation_request(cfg: WorkloadConfig, *, job_name: str, image_uri: str, code_uri: str,
-                             challenger_model_uri: str, champion_model_uri: str | None, output_uri: str) -> dict:
-    """CreateProcessingJob running the workload's evaluate.py on its held-out test data.
+                             output_uri: str) -> dict:
+    """CreateProcessingJob running the workload's evaluate.py on its held-out test data, less its models
+    (known only at run time: evaluation_with_models adds them).
 
     The source files arrive unpacked under input/code (evaluate.py imports its workload's modules as
-    siblings, as train.py does); each model.tar.gz under its own folder; evaluation.json (and, with
-    a champion, champion_evaluation.json) go to `output_uri`. Both models are scored by the same code
-    on the same data in one job, so the figures compare.
+    siblings, as train.py does); evaluation.json (and, with a champion, champion_evaluation.json) go
+    to `output_uri`. Both models are scored by the same code on the same data in one job, so the
+    figures compare.
     """
     promotion = _promotion(cfg)
-
-    def s3_input(name: str, uri: str, local: str) -> dict:
-        return {"InputName": name, "S3Input": {"S3Uri": uri, "LocalPath": f"{PROCESSING_DIR}/{local}",
-                                              "S3DataType": "S3Prefix", "S3InputMode": "File"}}
-
-    inputs = [s3_input("code", code_uri, "input/code"), s3_input("challenger", challenger_model_uri, "challenger"),
-              s3_input("test", "/".join(p for p in (cfg.data_uri, promotion.test_data) if p), "test")]
-    arguments = ["--challenger", f"{PROCESSING_DIR}/challenger", "--test-data", f"{PROCESSING_DIR}/test",
-                 "--output", f"{PROCESSING_DIR}/evaluation"]
-    if champion_model_uri:
-        inputs.insert(2, s3_input("champion", champion_model_uri, "champion"))
-        arguments[2:2] = ["--champion", f"{PROCESSING_DIR}/champion"]
     request = {
         "ProcessingJobName": job_name,
         "RoleArn": cfg.role_arn,
         "AppSpecification": {"ImageUri": image_uri,
                              "ContainerEntrypoint": ["python3", f"{PROCESSING_DIR}/input/code/evaluate.py"],
-                             "ContainerArguments": arguments},
-        "ProcessingInputs": inputs,
+                             "ContainerArguments": ["--test-data", f"{PROCESSING_DIR}/test",
+                                                    "--output", f"{PROCESSING_DIR}/evaluation"]},
+        "ProcessingInputs": [
+            _processing_input("code", code_uri, "input/code"),
+            _processing_input("test", "/".join(p for p in (cfg.data_uri, promotion.test_data) if p), "test")],
         "ProcessingOutputConfig": {"Outputs": [{"OutputName": "evaluation", "S3Output": {
             "S3Uri": output_uri, "LocalPath": f"{PROCESSING_DIR}/evaluation", "S3UploadMode": "EndOfJob"}}]},
         "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": promotion.instance_type,
@@ -448,6 +440,24 @@ def build_evaluation_request(cfg: WorkloadConfig, *, job_name: str, image_uri: s
         "Tags": resource_tags(cfg),
     }
     return _validated("CreateProcessingJob", request)
+
+
+def evaluation_with_models(request: dict, *, challenger_model_uri: str, champion_model_uri: str | None) -> dict:
+    """The planned evaluation job with the challenger's model.tar.gz (and the champion's, when there is one),
+    each in its own folder and named to evaluate.py by its argument."""
+    models = [("challenger", challenger_model_uri), ("champion", champion_model_uri)]
+    models = [(role, uri) for role, uri in models if uri]
+    inputs = [*request["ProcessingInputs"], *(_processing_input(role, uri, role) for role, uri in models)]
+    arguments = [*(a for role, _ in models for a in (f"--{role}", f"{PROCESSING_DIR}/{role}")),
+                 *request["AppSpecification"]["ContainerArguments"]]
+    return _validated("CreateProcessingJob", {**request, "ProcessingInputs": inputs,
+                                               "AppSpecification": {**request["AppSpecification"],
+                                                                    "ContainerArguments": arguments}})
+
+
+def _processing_input(name: str, uri: str, local: str) -> dict:
+    return {"InputName": name, "S3Input": {"S3Uri": uri, "LocalPath": f"{PROCESSING_DIR}/{local}",
+                                          "S3DataType": "S3Prefix", "S3InputMode": "File"}}
 
 
 def _promotion(cfg: WorkloadConfig):

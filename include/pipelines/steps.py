@@ -180,11 +180,10 @@ def plan_promotion(cfg, *, region: str, source_uri: str, channels: dict, run_id:
     evaluation_job = resource_name(cfg.name, "evaluate", run_id)
     output = cfg.s3_uri("evaluation", evaluation_job)
     return {
-        # the challenger's and champion's model data are filled in once known (plan_evaluation)
+        # the challenger's and champion's model data are added once known (plan_evaluation)
         "evaluation_request": requests.build_evaluation_request(
             cfg, job_name=evaluation_job, image_uri=images.training_image_uri(cfg, region),
-            code_uri=packaging.source_files_uri(source_uri), challenger_model_uri=f"{cfg.s3_uri('models')}/planned",
-            champion_model_uri=None, output_uri=output),
+            code_uri=packaging.source_files_uri(source_uri), output_uri=output),
         "policy": dataclasses.asdict(cfg.promotion),
         "model_package_group": cfg.registry.model_package_group,
         "endpoint_name": cfg.promotion.endpoint_name,

@@ -134,7 +134,9 @@ def test_registering_is_idempotent_and_the_champion_is_the_latest_approved(emula
     plan = plan_evaluation.function({**promotion, "endpoint_name": None}, _training("job-b", "s3://b/b/model.tar.gz"))
     inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in plan["request"]["ProcessingInputs"]}
     assert inputs["champion"] == "s3://b/a/model.tar.gz" and inputs["challenger"] == "s3://b/b/model.tar.gz"
-    assert plan["request"]["AppSpecification"]["ContainerArguments"][-2:] == ["--champion", "/opt/ml/processing/champion"]
+    assert plan["request"]["AppSpecification"]["ContainerArguments"] == [
+        "--challenger", "/opt/ml/processing/challenger", "--champion", "/opt/ml/processing/champion",
+        "--test-data", "/opt/ml/processing/test", "--output", "/opt/ml/processing/evaluation"]
     rq_problems = rq.request_problems("sagemaker", "CreateProcessingJob", plan["request"], strict=True)
     assert not rq_problems, rq_problems
 
