@@ -95,3 +95,22 @@ def s3_client(emulator):
 @pytest.fixture(scope="session")
 def logs_client(emulator):
     return client_of(emulator, "logs")
+
+
+# Longest first: with `pytest -n 2 --dist loadscope` (make test) each worker takes one module at a time
+# in collection order, so a long module started last would run alone at the end. The two longest
+# whole-DAG modules go first, then the other whole-DAG ones, then modules with slow tests, then the
+# rest. Modules move whole, and the sort is stable: a module's tests keep their order.
+LONGEST_FIRST = ("test_promotion_lifecycle.py", "test_cifar10_pipeline.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        if item.path.name in LONGEST_FIRST:
+            return LONGEST_FIRST.index(item.path.name)
+        return len(LONGEST_FIRST) + (0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("slow") else 2)
+
+    module_rank: dict = {}
+    for item in items:
+        module_rank[item.path] = min(rank(item), module_rank.get(item.path, rank(item)))
+    items.sort(key=lambda item: module_rank[item.path])
