@@ -101,6 +101,18 @@ class DagRun:
     run_id: str
     state: str = "queued"
     states: dict[str, str | None] = field(default_factory=dict)
+    start_date: str | None = None
+    end_date: str | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the run ran as Airflow counts it (start to end, or to now while it runs)."""
+        if not self.start_date:
+            return None
+        from datetime import datetime, timezone
+
+        end = datetime.fromisoformat(self.end_date) if self.end_date else datetime.now(timezone.utc)
+        return (end - datetime.fromisoformat(self.start_date)).total_seconds()
 
     @property
     def succeeded(self) -> bool:
@@ -280,6 +292,7 @@ class LocalAirflow:
         tasks = self.api("GET", f"dags/{run.dag_id}/dagRuns/{_quote(run.run_id)}/taskInstances",
                          query={"limit": 1000})["task_instances"]
         run.state = details["state"]
+        run.start_date, run.end_date = details.get("start_date"), details.get("end_date")
         run.states = {_task_key(ti): ti["state"] for ti in sorted(tasks, key=_started)}
         return run
 
