@@ -1,9 +1,9 @@
 """The model server processes behind endpoints: start them, route to them, stop them.
 
-One ``ModelServerProcess`` per variant instance (``python -m include.emulator.serving.model_server``
-on a free port of 127.0.0.1), its stdout streamed to CloudWatch Logs group
-``/aws/sagemaker/Endpoints/<endpoint>``, stream ``<variant>/<instance id>`` (the emulator's shared
-``cloudwatch.LogWriter``). A ``Deployment`` is
+One ``ModelServerProcess`` per variant instance (``run_model_server.py`` on a free port of 127.0.0.1,
+with the model's SAGEMAKER_MODEL_SERVER_WORKERS worker processes under it), its stdout (and its
+workers') streamed to CloudWatch Logs group ``/aws/sagemaker/Endpoints/<endpoint>``, stream
+``<variant>/<instance id>`` (the emulator's shared ``cloudwatch.LogWriter``). A ``Deployment`` is
 every instance of one endpoint config, and routes requests by variant weight to instances that are
 in service (passed /ping and have not failed a health check since; ``health.HealthMonitor`` checks
 them and replaces those that fail). ``ModelServerFleet`` (one per emulator,
