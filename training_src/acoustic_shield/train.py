@@ -32,6 +32,7 @@ their config (save_pretrained: model.safetensors, config.json), the feature extr
 the entry point of the inference container). SM_OUTPUT_DATA_DIR gets metrics.json (every epoch).
 
 One process, one device: the GPU with fp16 autocast when there is one (ml.g4dn.xlarge: a T4), else the CPU.
+benchmarks/training_paths.py times this path's steps against a plain fp32 recipe (--device cuda --size full on a GPU).
 
 Evidence (2-core CPU shared with other jobs, no GPU, torch 2.14.1, transformers 5.24): offline-tiny
 (150k parameters) with the local profile's settings on the generator's 96 + 24 clips of 0.8-1.2 s
@@ -241,7 +242,58 @@ def build_model(model_name_or_path: str, labels: list[str]):
 
 
 # -----------------------------------------------------------------------------
-# training
+# training: main() below is the whole job; the pieces it is built from are functions of their own, so
+# benchmarks/training_paths.py measures this script's own path and not a copy of it
+
+
+def mixed_precision(device: torch.device, fp16: bool):
+    """(use_fp16, autocast factory, GradScaler): fp16 autocast with loss scaling on CUDA when fp16, neither on CPU."""
+    use_cuda = device.type == "cuda"
+    use_fp16 = use_cuda and fp16
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.float16, enabled=use_fp16) if use_cuda else torch.autocast("cpu", enabled=False)
+
+    # torch.amp.GradScaler is the current spelling; older torch (as in some training images) has only torch.cuda.amp's
+    scaler = (torch.amp.GradScaler("cuda", enabled=use_fp16) if hasattr(torch.amp, "GradScaler")
+              else torch.cuda.amp.GradScaler(enabled=use_fp16))
+    return use_fp16, autocast, scaler
+
+
+def clip_loaders(train_items: list, validation_items: list, extractor, hp: Hyperparameters, pin_memory: bool):
+    """(shuffled train loader, validation loader): WAV files decoded per item, padded per batch by the extractor."""
+    collate = Collator(extractor, hp.max_audio_length)
+    loader_args = dict(batch_size=hp.batch_size, collate_fn=collate, num_workers=hp.num_workers,
+                       pin_memory=pin_memory, persistent_workers=hp.num_workers > 0)
+    generator = torch.Generator().manual_seed(hp.seed)
+    train_loader = DataLoader(ClipDataset(train_items, hp.max_audio_length), shuffle=True, generator=generator, **loader_args)
+    validation_loader = DataLoader(ClipDataset(validation_items, hp.max_audio_length), shuffle=False, **loader_args)
+    return train_loader, validation_loader
+
+
+def optimization(model, hp: Hyperparameters, total_steps: int):
+    """(AdamW over the trainable parameters, linear warmup-then-decay scheduler stepped once per optimizer step)."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=hp.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, hp.warmup_steps, total_steps))
+    return optimizer, scheduler
+
+
+def forward(model, features: dict, y: torch.Tensor, device: torch.device, autocast) -> torch.Tensor:
+    """The classification loss of one batch (under autocast), its tensors moved to the device."""
+    features = {k: v.to(device, non_blocking=True) for k, v in features.items()}
+    y = y.to(device, non_blocking=True)
+    with autocast():
+        return model(**features, labels=y).loss
+
+
+def optimizer_step(model, optimizer, scheduler, scaler) -> None:
+    """Unscale, clip the gradient norm to 1, step (skipped by the scaler on inf/nan), advance the schedule, zero."""
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -296,10 +348,7 @@ def main(argv: list[str] | None = None) -> None:
 
     use_cuda = paths.num_gpus > 0 and torch.cuda.is_available()
     device = torch.device("cuda" if use_cuda else "cpu")
-    use_fp16 = use_cuda and hp.fp16
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.float16, enabled=use_fp16) if use_cuda else torch.autocast("cpu", enabled=False)
+    use_fp16, autocast, scaler = mixed_precision(device, hp.fp16)
 
     # data
     train_clips = find_clips(paths.train, "train")
@@ -326,20 +375,11 @@ def main(argv: list[str] | None = None) -> None:
     if hp.freeze_feature_encoder:
         model.freeze_feature_encoder()
     model.to(device)
-    collate = Collator(extractor, hp.max_audio_length)
-    loader_args = dict(batch_size=hp.batch_size, collate_fn=collate, num_workers=hp.num_workers,
-                       pin_memory=use_cuda, persistent_workers=hp.num_workers > 0)
-    generator = torch.Generator().manual_seed(hp.seed)
-    train_loader = DataLoader(ClipDataset(train_items, hp.max_audio_length), shuffle=True, generator=generator, **loader_args)
-    validation_loader = DataLoader(ClipDataset(validation_items, hp.max_audio_length), shuffle=False, **loader_args)
+    train_loader, validation_loader = clip_loaders(train_items, validation_items, extractor, hp, pin_memory=use_cuda)
 
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=hp.learning_rate)
     steps_per_epoch = math.ceil(len(train_loader) / hp.gradient_accumulation_steps)
     total_steps = steps_per_epoch * hp.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, hp.warmup_steps, total_steps))
-    # torch.amp.GradScaler is the current spelling; older torch (as in some training images) has only torch.cuda.amp's
-    scaler = (torch.amp.GradScaler("cuda", enabled=use_fp16) if hasattr(torch.amp, "GradScaler")
-              else torch.cuda.amp.GradScaler(enabled=use_fp16))
+    optimizer, scheduler = optimization(model, hp, total_steps)
     if hp.warmup_steps >= total_steps:
         print(f"note: --warmup-steps {hp.warmup_steps} >= the {total_steps} optimizer steps of this run: "
               f"the learning rate never reaches {hp.learning_rate}", flush=True)
@@ -354,10 +394,7 @@ def main(argv: list[str] | None = None) -> None:
         loss_sum, seen = 0.0, 0
         optimizer.zero_grad(set_to_none=True)
         for index, (features, y) in enumerate(train_loader):
-            features = {k: v.to(device, non_blocking=True) for k, v in features.items()}
-            y = y.to(device, non_blocking=True)
-            with autocast():
-                loss = model(**features, labels=y).loss
+            loss = forward(model, features, y, device, autocast)
             if not torch.isfinite(loss):
                 raise RuntimeError(f"Training diverged: the loss is {loss.item()} in epoch {epoch}; "
                                    f"lower --learning-rate (now {hp.learning_rate}).")
@@ -365,12 +402,7 @@ def main(argv: list[str] | None = None) -> None:
             loss_sum += loss.item() * len(y)
             seen += len(y)
             if (index + 1) % hp.gradient_accumulation_steps == 0 or index + 1 == len(train_loader):
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                optimizer_step(model, optimizer, scheduler, scaler)
         lr = optimizer.param_groups[0]["lr"]
         metrics = evaluate(model, validation_loader, device, autocast)
         seconds = time.perf_counter() - started

@@ -30,7 +30,8 @@ Evidence (2-core Xeon, no GPU, torch 2.14.1, 2 epochs on include.datasets.cifar1
 0.945, 0.895, 0.945 (seeds 0, 1, 2; 0.925 with seed 42 on 640 + 160 images); epoch 1 alone 0.80-0.83.
 --batch-size 64 --learning-rate 0.05 gets fewer steps: 0.57-0.76. An epoch took 12-17 s with the machine
 lightly loaded (load average 2-3), about 35 s per run with start-up; under load 8-10 it took 4-10x longer.
-Not measured: real CIFAR-10 and GPUs (the --amp and channels_last path runs only on CUDA).
+Not measured: real CIFAR-10 and GPUs (the --amp and channels_last path runs only on CUDA);
+benchmarks/training_paths.py times this path against a plain recipe, on a GPU with --device cuda --size full.
 """
 import importlib.util
 import json
@@ -42,6 +43,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -188,7 +190,75 @@ def augment(images: torch.Tensor, padding: int = 4) -> torch.Tensor:
 
 
 # -----------------------------------------------------------------------------
-# training
+# training: main() below is the whole job; the pieces it is built from are functions of their own, so
+# benchmarks/training_paths.py measures this script's own path and not a copy of it
+
+
+def configure_device(device: torch.device) -> None:
+    """On CUDA: make `device` current and let cuDNN pick its fastest kernels (the input shape is fixed)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+
+
+class DevicePath(NamedTuple):
+    """How batches reach the model: uint8 images copied to the device, augmented and normalized there;
+    on CUDA also channels_last and (with --amp) bf16 autocast; on CPU fp32 in the default (NCHW) layout."""
+    device: torch.device
+    memory_format: torch.memory_format
+    use_amp: bool
+    augment: bool
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def on(cls, device: torch.device, hp: Hyperparameters) -> "DevicePath":
+        use_cuda = device.type == "cuda"
+        return cls(device=device, memory_format=torch.channels_last if use_cuda else torch.contiguous_format,
+                   use_amp=hp.amp and use_cuda, augment=hp.augment,
+                   mean=torch.tensor(CIFAR10_MEAN, device=device).view(1, 3, 1, 1),
+                   std=torch.tensor(CIFAR10_STD, device=device).view(1, 3, 1, 1))
+
+    def prepare(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
+        x = images.to(self.device, non_blocking=True).float().div_(255)
+        if train and self.augment:
+            x = augment(x)
+        return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
+
+    def place(self, model: nn.Module) -> nn.Module:
+        return model.to(self.device, memory_format=self.memory_format)
+
+
+def batch_loader(dataset: TensorDataset, sampler, batch_size: int, num_workers: int, pin_memory: bool) -> DataLoader:
+    """Index batches off the in-memory uint8 tensors: the sampler yields whole index batches, so each step
+    is one tensor slice rather than batch_size lookups."""
+    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None,
+                      num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0)
+
+
+def optimization(model: nn.Module, hp: Hyperparameters, total_steps: int):
+    """(SGD optimizer, warmup-then-cosine scheduler stepped once a step, loss)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=hp.learning_rate, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps))
+    return optimizer, scheduler, nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
+
+
+def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, path: DevicePath, optimizer, scheduler,
+               criterion) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """One SGD step on a uint8 batch; returns (loss, logits, labels on the device, the step's learning rate)."""
+    x, y = path.prepare(images, train=True), labels.to(path.device, non_blocking=True)
+    with path.autocast():
+        logits = model(x)
+        loss = criterion(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    lr = scheduler.get_last_lr()[0]
+    scheduler.step()
+    return loss, logits, y, lr
 
 
 def lr_factor(step: int, total_steps: int) -> float:
@@ -231,9 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     use_cuda = paths.num_gpus > 0 and torch.cuda.is_available()
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     distributed = world_size > 1
-    if use_cuda:
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True
+    configure_device(device)
     if distributed:
         dist.init_process_group("nccl" if use_cuda else "gloo")
     rank = dist.get_rank() if distributed else 0
@@ -253,30 +321,15 @@ def main(argv: list[str] | None = None) -> None:
     dataset = TensorDataset(train_images, train_labels)
     sampler = (DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=hp.seed)
                if distributed else RandomSampler(dataset))
-    # the sampler yields whole index batches, so each step is one tensor slice rather than batch_size lookups
-    loader = DataLoader(dataset, sampler=BatchSampler(sampler, hp.batch_size, drop_last=False), batch_size=None,
-                        num_workers=hp.num_workers, pin_memory=use_cuda, persistent_workers=hp.num_workers > 0)
+    loader = batch_loader(dataset, sampler, hp.batch_size, hp.num_workers, pin_memory=use_cuda)
     steps_per_epoch = len(loader)
     total_steps = hp.epochs * steps_per_epoch
 
-    mean = torch.tensor(CIFAR10_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR10_STD, device=device).view(1, 3, 1, 1)
-    memory_format = torch.channels_last if use_cuda else torch.contiguous_format
+    path = DevicePath.on(device, hp)
 
-    def prepare(images: torch.Tensor, train: bool = False) -> torch.Tensor:
-        x = images.to(device, non_blocking=True).float().div_(255)
-        if train and hp.augment:
-            x = augment(x)
-        return ((x - mean) / std).contiguous(memory_format=memory_format)
-
-    use_amp = hp.amp and use_cuda
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
-
-    raw_model = build_model(len(class_names)).to(device, memory_format=memory_format)
+    raw_model = path.place(build_model(len(class_names)))
     model = DistributedDataParallel(raw_model, device_ids=[local_rank] if use_cuda else None) if distributed else raw_model
-    optimizer = torch.optim.SGD(model.parameters(), lr=hp.learning_rate, momentum=hp.momentum, weight_decay=hp.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps))
-    criterion = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
+    optimizer, scheduler, criterion = optimization(model, hp, total_steps)
 
     start_epoch, best = 0, {"val_accuracy": -1.0, "epoch": 0, "state": None}
     history = []
@@ -303,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         log(f"note: {torch.cuda.device_count()} GPUs visible but one process uses one; launch with torchrun (the "
             f"PyTorch estimator's distribution={{'torch_distributed': {{'enabled': True}}}}) to use them all")
     log(f"training: {hp.epochs} epochs x {steps_per_epoch} steps on {device} (world size {world_size}, "
-        f"bf16 autocast {'on' if use_amp else 'off'}), hyperparameters {json.dumps(asdict(hp))}")
+        f"bf16 autocast {'on' if path.use_amp else 'off'}), hyperparameters {json.dumps(asdict(hp))}")
 
     for epoch in range(start_epoch + 1, hp.epochs + 1):
         started = time.perf_counter()
@@ -312,15 +365,7 @@ def main(argv: list[str] | None = None) -> None:
         model.train()
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
         for images, labels in loader:
-            x, y = prepare(images, train=True), labels.to(device, non_blocking=True)
-            with autocast():
-                logits = model(x)
-                loss = criterion(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            lr = scheduler.get_last_lr()[0]
-            scheduler.step()
+            loss, logits, y, lr = train_step(model, images, labels, path, optimizer, scheduler, criterion)
             sums[0] += loss.detach().double() * len(y)
             sums[1] += (logits.argmax(1) == y).sum()
             sums[2] += len(y)
@@ -330,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
         if not math.isfinite(train_loss):
             raise RuntimeError(f"Training diverged: train_loss is {train_loss} in epoch {epoch}; "
                                f"lower --learning-rate (now {hp.learning_rate}).")
-        val_loss, val_accuracy = evaluate(raw_model, data["val_images"], data["val_labels"], prepare, autocast)
+        val_loss, val_accuracy = evaluate(raw_model, data["val_images"], data["val_labels"], path.prepare, path.autocast)
         seconds = time.perf_counter() - started
         log(f"epoch={epoch} train_loss={train_loss:.4f} train_accuracy={train_accuracy:.4f} val_loss={val_loss:.4f} "
             f"val_accuracy={val_accuracy:.4f} lr={lr:.4f} epoch_seconds={seconds:.1f}", flush=True)
