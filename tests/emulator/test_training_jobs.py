@@ -539,7 +539,8 @@ def test_provider_deferrable_operator_trigger_reports_success(provider_env, sour
     from airflow.sdk.exceptions import TaskDeferred
     from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
 
-    config = training_request("unit-train-deferred", source_uri, train_channel_uri)
+    # still running when the operator first describes it, or it returns instead of deferring
+    config = training_request("unit-train-deferred", source_uri, train_channel_uri, sleep=3)
     operator = SageMakerTrainingOperator(
         task_id="train", config=config, aws_conn_id=None, region_name=TEST_REGION,
         deferrable=True, check_interval=1, print_log=True,

@@ -7,6 +7,7 @@ spot interruption, shutdown).
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Cluster:
         self._command = command
         self._environment = environment
         self._poll_seconds = poll_seconds
+        self._exited = threading.Event()  # a host's process exited: look now, not at the next poll
         self.runs = [HostRun(host) for host in hosts]
 
     @property
@@ -58,7 +60,8 @@ class Cluster:
             for line in self._preamble:
                 run.logs.write(f"[local-sagemaker] {line}", int(time.time() * 1000))
             run.process = ContainerProcess(
-                self._command(run.host), cwd=run.host.base, env=self._environment(run.host), on_line=self._reader(run)
+                self._command(run.host), cwd=run.host.base, env=self._environment(run.host), on_line=self._reader(run),
+                on_exit=self._exited.set,
             )
         return self
 
@@ -75,6 +78,7 @@ class Cluster:
         """Wait for the hosts. Returns None when they all exited on their own or one failed, else the
         reason ``end_reason`` gave, after ending every process (SIGTERM, then SIGKILL after the grace)."""
         while True:
+            self._exited.clear()  # before looking: an exit from here on ends the wait below at once
             for run in self.runs:
                 if run.exit_code is None:
                     code = run.process.poll()
@@ -89,7 +93,7 @@ class Cluster:
             if reason:
                 self.terminate(grace_seconds(reason))
                 return reason
-            time.sleep(self._poll_seconds)
+            self._exited.wait(self._poll_seconds)  # the poll still sees stops, deadlines and spot interruptions
 
     def terminate(self, grace_seconds: float) -> None:
         """SIGTERM to every running host at once, SIGKILL to what is left after the grace period."""

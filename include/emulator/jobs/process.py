@@ -18,14 +18,23 @@ _MAX_LINE_BYTES = 256 * 1024  # a longer line is split, as CloudWatch splits lon
 
 
 class ContainerProcess:
-    """Runs ``command`` in a new session, so stopping it reaches every process the script started."""
+    """Runs ``command`` in a new session, so stopping it reaches every process the script started.
 
-    def __init__(self, command: list[str], *, cwd: Path, env: dict[str, str], on_line: Callable[[str], None]):
+    ``on_exit`` (optional) is called, from a thread of its own, the moment the process exits: a
+    runner that waits for several processes wakes then instead of at its next poll. The process is
+    not reaped there (``os.waitid`` with ``WNOWAIT``): ``poll``, ``wait`` and ``finish`` still read
+    its exit code as before."""
+
+    def __init__(self, command: list[str], *, cwd: Path, env: dict[str, str], on_line: Callable[[str], None],
+                 on_exit: Callable[[], None] | None = None):
         # its own session under a watch that ends it if the emulator dies (see child_processes.spawn)
         self._process = spawn(command, cwd=cwd, env=env)
         self._on_line = on_line
         self._pump = threading.Thread(target=self._pump_output, name=f"output:{self._process.pid}", daemon=True)
         self._pump.start()
+        if on_exit is not None:
+            threading.Thread(target=self._notify_exit, args=(on_exit,), name=f"exit:{self._process.pid}",
+                             daemon=True).start()
 
     @property
     def pid(self) -> int:
@@ -78,6 +87,22 @@ class ContainerProcess:
             os.killpg(self._process.pid, signum)  # the session leader's pid is the group id
         except (ProcessLookupError, PermissionError):
             pass
+
+    def _notify_exit(self, on_exit: Callable[[], None]) -> None:
+        try:
+            if hasattr(os, "waitid") and hasattr(os, "WNOWAIT"):
+                # blocks until the process exits, and leaves it to be reaped by poll()/wait()
+                os.waitid(os.P_PID, self._process.pid, os.WEXITED | os.WNOWAIT)
+            else:
+                self._pump.join()  # no waitid: the end of its output is the nearest sign
+        except ChildProcessError:
+            pass  # already reaped (poll() saw it first)
+        except OSError:
+            log.debug("waiting for pid %s to exit failed", self._process.pid, exc_info=True)
+        try:
+            on_exit()
+        except Exception:
+            log.exception("the exit callback of pid %s failed", self._process.pid)
 
     def _pump_output(self) -> None:
         stream = self._process.stdout

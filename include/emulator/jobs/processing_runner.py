@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +215,7 @@ class ProcessingRunner(JobRunner):
         writers = [LogWriter(self.emulator, LOG_GROUP, f"{self.job.name}/{host.name}-{int(time.time())}",
                              region=self.job.region) for host in hosts]
         processes: list[ContainerProcess] = []
+        exited = threading.Event()  # an instance's process exited: look now, not at the next poll
         try:
             for host, tail, writer in zip(hosts, tails, writers):
                 def on_line(line: str, writer=writer, tail=tail) -> None:
@@ -222,14 +224,18 @@ class ProcessingRunner(JobRunner):
 
                 command = self._command(host)
                 try:
-                    processes.append(ContainerProcess(command, cwd=host.root, env=self._environment(host), on_line=on_line))
+                    processes.append(ContainerProcess(command, cwd=host.root, env=self._environment(host), on_line=on_line,
+                                                      on_exit=exited.set))
                 except OSError as exc:  # the entrypoint's program does not exist here
                     for process in processes:
                         process.terminate(0)
                     message = f"Could not run ContainerEntrypoint {command[0]}: {exc.strerror or exc}"
                     writer.write(message)
                     return [(127, [message]) for _ in hosts]
-            while any(process.poll() is None for process in processes):
+            while True:
+                exited.clear()  # before looking: an exit from here on ends the wait below at once
+                if all(process.poll() is not None for process in processes):
+                    break
                 if time.monotonic() > deadline:
                     self.job.request_stop(TIMEOUT)
                 if self.job.stop_reason:
@@ -237,7 +243,7 @@ class ProcessingRunner(JobRunner):
                     for process in processes:
                         process.terminate(grace)
                     break
-                time.sleep(self.poll_seconds)
+                exited.wait(self.poll_seconds)
             codes = [process.finish() for process in processes]
         finally:
             for writer in writers:

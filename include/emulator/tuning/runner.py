@@ -1,6 +1,6 @@
 """Runs one tuning job: launches real child training jobs, learns from their results, stops weak ones.
 
-A background thread loops every ``poll_seconds``:
+A background thread loops every ``poll_seconds``, and at once when a child ends:
 1. reports each newly finished child's final objective to its definition's strategy;
 2. applies early stopping (Auto's median rule, or Hyperband's rungs) to running children from the
    objective values logged so far (``TrainingJobStore.metric_series``);
@@ -14,6 +14,7 @@ A background thread loops every ``poll_seconds``:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from ..errors import AwsError
@@ -47,6 +48,7 @@ class TuningRunner(JobRunner):
     def run(self) -> None:
         job = self.job
         while True:
+            job.wakeup.clear()  # before looking: a stop or a child that ends from here on cuts the wait short
             if self.stop_reason == SHUTDOWN:
                 job.finish("Stopped")  # the training store stops the children itself
                 return
@@ -78,7 +80,6 @@ class TuningRunner(JobRunner):
                     job.finish("Completed")
                     return
             job.wakeup.wait(self.poll_seconds)
-            job.wakeup.clear()
 
     # --- children ---------------------------------------------------------------------------------
 
@@ -152,7 +153,19 @@ class TuningRunner(JobRunner):
             if proposal is None:
                 definition.exhausted = True
                 continue
-            job.launch_child(definition, proposal)
+            child = job.launch_child(definition, proposal)
+            self._wake_when_done(child)
+
+    def _wake_when_done(self, child) -> None:
+        """A child that ends wakes the loop at once (its result reported, the next child launched),
+        rather than at the next poll: sequential children run back to back."""
+        done, wakeup = self._training_job(child).done, self.job.wakeup
+
+        def wait_and_wake() -> None:
+            done.wait()
+            wakeup.set()
+
+        threading.Thread(target=wait_and_wake, name=f"tuning-child:{child.name}", daemon=True).start()
 
     # --- ending -----------------------------------------------------------------------------------
 

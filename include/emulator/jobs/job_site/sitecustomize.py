@@ -132,4 +132,8 @@ if _HOSTS and __name__ == "sitecustomize":  # a job's process: dies with its par
     _emulator_job_process.unpack_toolkit_archives_safely()
     _emulator_job_process.bind_rendezvous_to_loopback()
     _emulator_job_process.report_instance_figures()
+    _emulator_job_process.report_torch_version_without_import()
+    _emulator_job_process.skip_pip_when_requirements_are_installed()
+    _emulator_job_process.defer_toolkit_ssh_import()
+    _emulator_job_process.exit_toolkit_without_teardown()
 _run_next_sitecustomize()
