@@ -164,6 +164,8 @@ class LocalAirflow:
             AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(self.home / "passwords.json"),
             # a new DAG file is picked up within seconds, not the default five minutes
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="10",
+            # the local SageMaker answers at once: see a deferred job's end within 2 s (stages.CHECK_INTERVAL)
+            SAGEMAKER_PIPELINES_CHECK_INTERVAL="2",
             **(extra_env or {}),
         )
         self._processes: dict[str, subprocess.Popen] = {}
