@@ -43,7 +43,6 @@ ratios compare each path with plain on the same machine in the same run.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -59,10 +58,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 TRAINING_SRC = ROOT / "training_src"
-SHARED_SOURCE = TRAINING_SRC / "shared"
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from tests.source_modules import import_source  # noqa: E402  (as the container imports a workload's modules)
 
 SIZES = {
     "tiny": {
@@ -87,22 +87,6 @@ SIZES = {
 
 # -----------------------------------------------------------------------------
 # plumbing
-
-
-def import_source(name: str, directory: Path):
-    """Import directory/<name>.py as its container does (its folder and training_src/shared on sys.path), then
-    drop its sibling modules from sys.modules: another workload has a model.py too."""
-    siblings = {path.stem for path in directory.glob("*.py")}
-    saved = {key: sys.modules.pop(key) for key in siblings if key in sys.modules}
-    sys.path[:0] = [str(directory), str(SHARED_SOURCE)]
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(directory))
-        sys.path.remove(str(SHARED_SOURCE))
-        for key in siblings:
-            sys.modules.pop(key, None)
-        sys.modules.update(saved)
 
 
 def synchronizer(device: torch.device):
