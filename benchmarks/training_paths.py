@@ -145,7 +145,8 @@ def print_row(row: dict) -> None:
         if key in ("skipped", "error"):
             value = json.dumps(value)
         elif value is None or isinstance(value, float):
-            value = fmt(value, 4 if "accuracy" in key or key == "target" else 1)
+            # seconds to the millisecond: a tiny run's first step can take 30 ms, which ".1f" prints as 0.0
+            value = fmt(value, 4 if "accuracy" in key or key == "target" else 3 if key.endswith("_s") else 1)
         parts.append(f"{key}={value}")
     parts.append(f"options={json.dumps(row['options'])}")
     print(" ".join(parts), flush=True)
