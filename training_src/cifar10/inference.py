@@ -105,8 +105,11 @@ def _decode_image(body: bytes, content_type: str) -> Images:
             rgb = image.convert("RGB")
     except InvalidInputError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        reason = "not an image format PIL recognises" if isinstance(error, UnidentifiedImageError) else str(error)
+    # ImportError: a library that patches Image.open (ultralytics does) may try an optional decoder it
+    # lacks (pi_heif) on a body no installed decoder reads; that body is as unreadable as any other
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError, Image.DecompressionBombError) as error:
+        reason = ("not an image format PIL recognises" if isinstance(error, (UnidentifiedImageError, ImportError))
+                  else str(error))
         raise InvalidInputError(f"The body is not a readable {content_type} image ({reason}); send a complete PNG "
                                 f"or JPEG file, or use {NPY} or {JSON} for raw pixels.") from error
     if rgb.size != (INPUT_SIZE, INPUT_SIZE):
