@@ -85,11 +85,11 @@ demo: setup
 # model, a whole-DAG run) are built once; the long whole-DAG modules are collected first
 PYTEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope
 
 # everything but real training runs and whole-DAG runs: a quick loop while developing
 test-fast: setup
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder -m "not slow and not e2e"
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope -m "not slow and not e2e"
 
 emulator: setup
 	$(PY) -m include.emulator --port $(EMULATOR_PORT)

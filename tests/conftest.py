@@ -97,11 +97,12 @@ def logs_client(emulator):
     return client_of(emulator, "logs")
 
 
-# Longest first: with `pytest -n 2 --dist loadscope --no-loadscope-reorder` (make test; xdist would
-# otherwise order modules by their number of tests) each worker takes one module at a time in collection
-# order, so a long module started last would run alone at the end. The two longest
-# whole-DAG modules go first, then the other whole-DAG ones, then modules with slow tests, then the
-# rest. Modules move whole, and the sort is stable: a module's tests keep their order.
+# Longest first, since a long module started last runs alone at the end: with `pytest -n 2 --dist
+# loadscope` (make test) each worker takes one module at a time. xdist first orders modules by their
+# number of tests, a stable sort, so this order holds among equals; `--no-loadscope-reorder` would keep
+# it alone (not yet tried in a full run). The two longest whole-DAG modules go first, then the other
+# whole-DAG ones, then modules with slow tests, then the rest; modules move whole, and a module's tests
+# keep their order.
 LONGEST_FIRST = ("test_promotion_lifecycle.py", "test_cifar10_pipeline.py")
 
 
