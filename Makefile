@@ -12,9 +12,10 @@ setup: $(VENV)/.installed
 	@$(PY) -m include.emulator.archives  # warns where tarfile's data filter is bypassable (CVE-2025-4517)
 
 # INSTALLER=uv (the default): uv, installed into the venv by its pip (so nothing but Python 3.11 is
-# needed), installs the same pins from the same places as pip would: pip's own index, extra indexes,
-# find-links, constraint files, certificate and timeout (UV_LIKE_PIP below), the best version from any
-# of them as pip takes it, and byte-compiles what it installs as pip does (--compile-bytecode: where
+# needed), installs the same pins from the same places as pip would: scripts/uv_like_pip.py hands it
+# pip's own index, extra indexes, find-links, constraint files, certificate and timeout, and afterwards
+# puts in the wheel pip would have ranked first wherever uv took another index's wheel of the same
+# version. It byte-compiles what it installs as pip does (--compile-bytecode: where
 # PYTHONDONTWRITEBYTECODE is set, every process would otherwise compile torch and Airflow again). It
 # downloads, unpacks and compiles in parallel, with about half pip's CPU time (benchmarks/setup_time.py
 # times a fresh setup both ways side by side).
@@ -23,51 +24,17 @@ setup: $(VENV)/.installed
 INSTALLER ?= uv
 UV_VERSION ?= 0.13.9
 ifeq ($(INSTALLER),uv)
-INSTALL = $(PY) -c "$$UV_LIKE_PIP" pip install --python $(PY) --compile-bytecode
+INSTALL = $(PY) scripts/uv_like_pip.py pip install --python $(PY) --compile-bytecode
 else ifeq ($(INSTALLER),pip)
 INSTALL = $(PY) -m pip install
 else
 $(error INSTALLER is uv or pip, not "$(INSTALLER)")
 endif
 
-# `python -c "$$UV_LIKE_PIP" ARGS...` runs `python -m uv ARGS...` with pip's effective configuration
-# as `pip install` reads it (`pip config list`: the [install] section over [global], PIP_* variables
-# over both) given as uv's flags, since uv reads only its own (UV_DEFAULT_INDEX, UV_INDEX, ...)
-define UV_LIKE_PIP
-import ast, os, subprocess, sys
-listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=True).stdout
-rank = {"global": 0, "install": 1, ":env:": 2}
-conf = {}
-for line in sorted(listed.splitlines(), key=lambda line: rank.get(line.partition(".")[0], -1)):
-    key, _, value = line.partition("=")
-    section, _, name = key.partition(".")
-    if section in rank:
-        conf[name] = ast.literal_eval(value)
-flags = ["--index-strategy", "unsafe-best-match"]
-if conf.get("no-index", "").lower() in ("1", "true", "yes", "on", "y", "t"):
-    flags.append("--no-index")
-else:
-    flags += ["--default-index", conf.get("index-url", "https://pypi.org/simple")]
-    for url in conf.get("extra-index-url", "").split():
-        flags += ["--index", url]
-for link in conf.get("find-links", "").split():
-    flags += ["--find-links", link]
-for path in conf.get("constraint", "").split():
-    flags += ["--constraint", path]
-env = dict(os.environ)
-if conf.get("cert"):
-    env.setdefault("SSL_CERT_FILE", conf["cert"])
-timeout = conf.get("timeout") or conf.get("default-timeout")
-if timeout:
-    env.setdefault("UV_HTTP_TIMEOUT", str(timeout))
-os.execve(sys.executable, [sys.executable, "-m", "uv", *sys.argv[1:], *flags], env)
-endef
-
 # requirements-local.txt: the local SageMaker and the tests, on top of requirements.txt (the Airflow side)
 # and requirements-synthetic-data.txt (what the local profile's Airflow tasks add)
 # requirements-hf-inference.txt: the Hugging Face inference image's toolkit, beside the venv (see there)
-$(VENV)/.installed: export UV_LIKE_PIP := $(UV_LIKE_PIP)
-$(VENV)/.installed: requirements.txt requirements-synthetic-data.txt requirements-local.txt constraints.txt requirements-hf-inference.txt
+$(VENV)/.installed: requirements.txt requirements-synthetic-data.txt requirements-local.txt constraints.txt requirements-hf-inference.txt scripts/uv_like_pip.py
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required (set PYTHON=...)")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 ifeq ($(INSTALLER),uv)

@@ -21,7 +21,8 @@ pip stays usable whatever installed the rest); importing torch, torchvision (wit
 operator, which a mismatched torch breaks) and airflow, timed (a venv without byte-compiled modules
 would show it here); the Hugging Face inference toolkit beside the venv; the venv's size, and what its
 caches add beyond it (uv's cache shares the venv's files through hard links). The two
-`pip freeze --all` are compared (uv itself aside). Each folder is deleted once measured (a venv is
+venvs' distributions are compared, each by version and by the tags of the wheel it was installed
+from (uv itself aside). Each folder is deleted once measured (a venv is
 about 7 GB; --keep keeps them), and a run refuses to start with less than --min-free-gb free there.
 """
 from __future__ import annotations
@@ -86,15 +87,22 @@ def _environment(folder: Path) -> dict:
     return env
 
 
-def _freeze(python: Path) -> dict[str, str]:
-    lines = _run([python, "-m", "pip", "freeze", "--all"]).stdout.splitlines()
-    pins = {}
-    for line in lines:
-        name, _, version = line.partition("==")
-        if version:
-            pins[name.lower().replace("_", "-").replace(".", "-")] = version
-    pins.pop("uv", None)  # the uv way's installer, in its venv only
-    return pins
+# each distribution's version and the tags of the wheel it came from: the same version from a
+# less specific wheel (soundfile's none-any wheel has no libsndfile inside) is a different install
+INSTALLED_PROBE = """import importlib.metadata as metadata, json, re
+installed = {}
+for dist in metadata.distributions():
+    tags = sorted(line.partition(":")[2].strip() for line in (dist.read_text("WHEEL") or "").splitlines()
+                  if line.startswith("Tag:"))
+    installed[re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()] = f"{dist.version} ({'.'.join(tags)})"
+print(json.dumps(installed))
+"""
+
+
+def _installed(python: Path) -> dict[str, str]:
+    installed = json.loads(_run([python, "-c", INSTALLED_PROBE]).stdout)
+    installed.pop("uv", None)  # the uv way's installer, in its venv only
+    return installed
 
 
 def measure(installer: str, workdir: Path, python: str | None, keep: bool) -> dict:
@@ -141,7 +149,7 @@ def measure(installer: str, workdir: Path, python: str | None, keep: bool) -> di
         result["venv_bytes"] = _size_bytes(venv)
         # what the caches add on disk beyond the venv
         result["caches_bytes"] = _size_bytes(venv, folder / "pip-cache", folder / "uv-cache") - result["venv_bytes"]
-        result["freeze"] = _freeze(venv_python)
+        result["installed"] = _installed(venv_python)
         return result
     finally:
         if keep:
@@ -182,12 +190,13 @@ def report(results: list[dict]) -> None:
         print(f"\npip / uv: {pip['setup_s']:.0f} s / {uv['setup_s']:.0f} s = {pip['setup_s'] / uv['setup_s']:.2f}x"
               f" ({pip['setup_s'] - uv['setup_s']:.0f} s saved); CPU time {pip['cpu_s']:.0f} s / {uv['cpu_s']:.0f} s"
               f" = {pip['cpu_s'] / uv['cpu_s']:.2f}x")
-        a, b = uv["freeze"], pip["freeze"]
+        a, b = uv["installed"], pip["installed"]
         differ = sorted(name for name in a.keys() | b.keys() if a.get(name) != b.get(name))
         if differ:
             print("the venvs differ: " + ", ".join(f"{n} uv={a.get(n)} pip={b.get(n)}" for n in differ))
         else:
-            print(f"the venvs hold the same {len(a)} packages at the same versions (pip freeze --all, uv aside)")
+            print(f"the venvs hold the same {len(a)} packages at the same versions from wheels of the same tags"
+                  " (uv itself aside)")
 
 
 def main() -> int:
