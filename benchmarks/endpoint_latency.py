@@ -1,7 +1,7 @@
 """Endpoint latency against calling the model's own handlers in-process, for every workload, side by side.
 
     .venv/bin/python benchmarks/endpoint_latency.py [--workloads cifar10,acoustic_shield] [--requests 20]
-        [--concurrency 1,4] [--workers 1,4] [--threads 1] [--json results.json]
+        [--concurrency 1,4] [--workers 1,4] [--threads 1] [--wait-policy PASSIVE] [--json results.json]
 
 Self-contained and offline. For each workload it trains a tiny model with the workload's own train.py
 (the YAML's local profile with the TINY overrides below: one epoch or a few batches on a small synthetic
@@ -21,6 +21,12 @@ the in-process p50, for requests taking 100 ms or more; the single-client rows s
 Both sides share this machine's cores (the count and torch's threads are printed first), so more workers
 than cores add throughput only where requests wait rather than compute; on a busy machine torch's default
 of a thread per core in every process oversubscribes them and inflates both sides' tails (--threads 1).
+Both sides run with OMP_WAIT_POLICY=PASSIVE unless --wait-policy says otherwise: by default the OpenMP
+threads of a process that has just answered spin on, waiting for more work, and on the same cores that
+steals time from the other side's next call (on 2 cores, measured: the in-process p50 of cifar10's 16
+images moved between 72 and 110 ms and the endpoint's with it, and with ACTIVE both took 800 ms), which
+is an artifact of timing both sides on one machine: on SageMaker the model has its instance's cores
+to itself. The local SageMaker hands the policy to its model servers (child_processes.PASSED_THROUGH).
 
 brain_to_text has no endpoint (the DAG batch-decodes with a transform job): its model, created as the DAG
 creates it, is served on a one-instance endpoint config of the transform's instance type and sent the
@@ -364,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=numbers, default=[1, 4], help="clients at once, e.g. 1,4")
     parser.add_argument("--workers", type=numbers, default=[1, 4], help=f"{WORKERS_ENV} values, e.g. 1,4")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for both sides (default: torch's, one per core)")
+    parser.add_argument("--wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "default"],
+                        help="OMP_WAIT_POLICY for both sides (default PASSIVE; 'default': leave it unset)")
     parser.add_argument("--json", type=Path, help="also write every row to this file")
     args = parser.parse_args(argv)
     workloads = [name.strip() for name in args.workloads.split(",") if name.strip()]
@@ -373,12 +381,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.requests < 1:
         parser.error("--requests must be at least 1")
 
-    if args.threads:  # before torch loads; the model servers inherit it from the local SageMaker
+    # before torch loads; the model servers inherit both from the local SageMaker
+    if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    if args.wait_policy == "default":
+        os.environ.pop("OMP_WAIT_POLICY", None)
+    else:
+        os.environ["OMP_WAIT_POLICY"] = args.wait_policy
     import torch
 
     print(f"endpoint latency: {args.requests} requests per row after {args.warmup} warm-up per client; "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads", flush=True)
+          f"{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+          f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}", flush=True)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="endpoint-latency-") as tmp:
         sagemaker = LocalSageMaker(Path(tmp) / "emulator")

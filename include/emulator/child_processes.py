@@ -26,7 +26,7 @@ WATCH_SCRIPT = Path(__file__).resolve().parent / "child_watch.py"
 PASSED_THROUGH = (
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
     "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES",  # the machine's libraries and the GPUs it lends a job
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",  # a thread limit the operator chose
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY",  # threads as the operator set them
 )
 
 _lifeline_lock = threading.Lock()

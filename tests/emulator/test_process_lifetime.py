@@ -207,7 +207,8 @@ def _assert_sees_no_more_than_a_container(report: dict, where: str) -> None:
 
 @pytest.mark.slow
 def test_jobs_and_model_servers_see_a_minimal_environment_and_sigterm_removes_the_instance_folders(make_emulator):
-    emulator = make_emulator({TEST_SECRET: "hunter2", "PYTHONPATH": str(ROOT)})
+    # the operator's thread settings do pass (a machine shared by every process wants them honoured)
+    emulator = make_emulator({TEST_SECRET: "hunter2", "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"})
     sagemaker, s3 = emulator.client("sagemaker"), emulator.client("s3")
     s3.create_bucket(Bucket=TEST_BUCKET)
 
@@ -224,13 +225,13 @@ def test_jobs_and_model_servers_see_a_minimal_environment_and_sigterm_removes_th
     assert _deploy_reporting_endpoint(emulator, "env-endpoint")["EndpointStatus"] == "InService"
     served, _ = invoke_json(emulator.client("sagemaker-runtime"), "env-endpoint", {})
     _assert_sees_no_more_than_a_container(served, "the model server")
-    assert "AWS_ENDPOINT_URL" in served["environment"] and "SAGEMAKER_PROGRAM" in served["environment"]
+    assert {"AWS_ENDPOINT_URL", "SAGEMAKER_PROGRAM", "OMP_WAIT_POLICY"} <= set(served["environment"])
 
     job = wait_until_done(sagemaker, "env-report", timeout=120)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     trained = json.loads((emulator.state_dir / "training-jobs/env-report/algo-1/model/report.json").read_text())
     _assert_sees_no_more_than_a_container(trained, "the training script")
-    assert {"SM_MODEL_DIR", "AWS_REGION", "AWS_ENDPOINT_URL", "PATH"} <= set(trained["environment"])
+    assert {"SM_MODEL_DIR", "AWS_REGION", "AWS_ENDPOINT_URL", "PATH", "OMP_WAIT_POLICY"} <= set(trained["environment"])
 
     _wait_until(lambda: sagemaker.describe_processing_job(ProcessingJobName="env-proc")["ProcessingJobStatus"]
                 in ("Completed", "Failed", "Stopped"), 60, "the processing job did not end")
