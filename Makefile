@@ -49,14 +49,16 @@ demo: setup
 	$(PY) scripts/demo.py
 
 # two workers (one a core on CI's two): a module stays on one worker, so its fixtures (a trained
-# model, a whole-DAG run) are built once; the long whole-DAG modules are collected first
+# model, a whole-DAG run) are built once; the long whole-DAG modules are collected first, and
+# --no-loadscope-reorder keeps that order (xdist would otherwise start the modules with most tests first)
 PYTEST_WORKERS ?= 2
+PYTEST_XDIST = -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 test: setup
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope
+	$(PY) -m pytest $(PYTEST_XDIST)
 
 # everything but real training runs and whole-DAG runs: a quick loop while developing
 test-fast: setup
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope -m "not slow and not e2e"
+	$(PY) -m pytest $(PYTEST_XDIST) -m "not slow and not e2e"
 
 emulator: setup
 	$(PY) -m include.emulator --port $(EMULATOR_PORT)
