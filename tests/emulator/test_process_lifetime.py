@@ -34,9 +34,11 @@ GONE_WITHIN_S = 10
 # project's own packages import
 REPORT_PY = textwrap.dedent(
     """
-    import os, sys
+    import os, sys, tempfile
 
     def report():
+        scratch = tempfile.NamedTemporaryFile(delete=False, prefix="left-behind-")  # as torchrun's folders are
+        scratch.close()
         try:
             import include  # noqa: F401  (the project's package: no container holds it)
             imports_project = True
@@ -44,7 +46,7 @@ REPORT_PY = textwrap.dedent(
             imports_project = False
         return {"secret": os.environ.get("EMULATOR_TEST_SECRET"), "imports_project": imports_project,
                 "pythonpath": os.environ.get("PYTHONPATH", ""), "sys_path": sys.path,
-                "environment": sorted(os.environ)}
+                "environment": sorted(os.environ), "scratch_file": scratch.name}
     """
 )
 TRAIN_PY = REPORT_PY + textwrap.dedent(
@@ -205,6 +207,13 @@ def _assert_sees_no_more_than_a_container(report: dict, where: str) -> None:
     assert str(ROOT) not in report["pythonpath"].split(os.pathsep), f"{where}: PYTHONPATH {report['pythonpath']}"
 
 
+def _assert_its_tmp_went_with_it(report: dict, job_dir: Path, where: str) -> None:
+    """A job's temporary files were the job's own (not the machine's /tmp), and went when it ended."""
+    scratch = Path(report["scratch_file"])
+    assert job_dir in scratch.parents, f"{where} wrote its temporary file to {scratch}, outside its job"
+    assert not scratch.exists(), f"{where}'s temporary file {scratch} outlived the job"
+
+
 @pytest.mark.slow
 def test_jobs_and_model_servers_see_a_minimal_environment_and_sigterm_removes_the_instance_folders(make_emulator):
     # the operator's thread settings do pass (a machine shared by every process wants them honoured)
@@ -225,12 +234,14 @@ def test_jobs_and_model_servers_see_a_minimal_environment_and_sigterm_removes_th
     assert _deploy_reporting_endpoint(emulator, "env-endpoint")["EndpointStatus"] == "InService"
     served, _ = invoke_json(emulator.client("sagemaker-runtime"), "env-endpoint", {})
     _assert_sees_no_more_than_a_container(served, "the model server")
+    assert emulator.state_dir / "endpoints" / "env-endpoint" in Path(served["scratch_file"]).parents
     assert {"AWS_ENDPOINT_URL", "SAGEMAKER_PROGRAM", "OMP_WAIT_POLICY"} <= set(served["environment"])
 
     job = wait_until_done(sagemaker, "env-report", timeout=120)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     trained = json.loads((emulator.state_dir / "training-jobs/env-report/algo-1/model/report.json").read_text())
     _assert_sees_no_more_than_a_container(trained, "the training script")
+    _assert_its_tmp_went_with_it(trained, emulator.state_dir / "training-jobs/env-report", "the training script")
     assert {"SM_MODEL_DIR", "AWS_REGION", "AWS_ENDPOINT_URL", "PATH", "OMP_WAIT_POLICY"} <= set(trained["environment"])
 
     _wait_until(lambda: sagemaker.describe_processing_job(ProcessingJobName="env-proc")["ProcessingJobStatus"]
@@ -239,6 +250,8 @@ def test_jobs_and_model_servers_see_a_minimal_environment_and_sigterm_removes_th
     assert processed["ProcessingJobStatus"] == "Completed", processed.get("FailureReason")
     report_file = emulator.state_dir / "processing-jobs/env-proc/algo-1/opt/ml/processing/report/report.json"
     _assert_sees_no_more_than_a_container(json.loads(report_file.read_text()), "the processing script")
+    _assert_its_tmp_went_with_it(json.loads(report_file.read_text()), emulator.state_dir / "processing-jobs/env-proc",
+                                 "the processing script")
 
     instance_dirs = list((emulator.state_dir / "endpoints" / "env-endpoint").iterdir())
     assert instance_dirs and emulator.processes()  # the endpoint's instance serves

@@ -71,6 +71,12 @@ class HostFolder:
         """Where the job's processes record the exception they die of (job_site/sitecustomize.py)."""
         return self.base / "emulator" / "exceptions"
 
+    @property
+    def tmp_dir(self) -> Path:
+        """The job's TMPDIR: a container's /tmp is its own and goes with it (torchrun's rendezvous
+        folders, a script's temporary files), so here it is this host's, removed when the job ends."""
+        return self.base / "emulator" / "tmp"
+
     def channel_dir(self, channel: str) -> Path:
         return self.data_dir / channel
 
@@ -89,7 +95,7 @@ class HostFolder:
         """Start from an empty folder (a job name can be reused after a restart) and write the config."""
         if self.base.exists():
             shutil.rmtree(self.base)
-        for folder in (self.config_dir, self.data_dir, self.model_dir, self.output_data_dir, self.code_dir):
+        for folder in (self.config_dir, self.data_dir, self.model_dir, self.output_data_dir, self.code_dir, self.tmp_dir):
             folder.mkdir(parents=True)
         self._write("hyperparameters.json", hyperparameters)
         self._write("resourceconfig.json", resource_config)

@@ -62,6 +62,11 @@ class ProcessingHost:
     def message_file(self) -> Path:
         return self.local("/opt/ml/output/message")
 
+    @property
+    def tmp_dir(self) -> Path:
+        """The container's /tmp, its TMPDIR: removed when the job ends, as the container is."""
+        return self.local("/tmp")
+
 
 def _resource_config(host: str, hosts: list[str], instance_type: str) -> dict:
     return {"current_host": host, "hosts": hosts, "current_instance_type": instance_type,
@@ -94,8 +99,9 @@ class ProcessingRunner(JobRunner):
             self._run_with_slot()
         finally:
             self.emulator.job_slots.release()
-            for data in self.job_dir.glob("algo-*/opt/ml/processing/input"):
-                shutil.rmtree(data, ignore_errors=True)  # the inputs are still in S3
+            # the inputs are still in S3, and the container's /tmp goes with the container
+            for scratch in [*self.job_dir.glob("algo-*/opt/ml/processing/input"), *self.job_dir.glob("algo-*/tmp")]:
+                shutil.rmtree(scratch, ignore_errors=True)
 
     def _check_runnable(self) -> None:
         request = self.job.request
@@ -167,6 +173,7 @@ class ProcessingRunner(JobRunner):
         config_dir = host.local("/opt/ml/config")
         config_dir.mkdir(parents=True)
         host.message_file.parent.mkdir(parents=True)
+        host.tmp_dir.mkdir(parents=True)
         instance_type = request["ProcessingResources"]["ClusterConfig"]["InstanceType"]
         (config_dir / "resourceconfig.json").write_text(json.dumps(_resource_config(host.name, host_names, instance_type)))
         job_config = {"ProcessingJobName": self.job.name, "ProcessingJobArn": self.job.arn, **request}
@@ -205,7 +212,7 @@ class ProcessingRunner(JobRunner):
         env = self.emulator.child_environment(self.job.region)
         # `python3` inside a script or shell line is this machine's interpreter, as it is the image's
         env["PATH"] = os.pathsep.join([str(Path(self.emulator.settings.python).parent), env.get("PATH", "")])
-        env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONUNBUFFERED="1")
+        env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONUNBUFFERED="1", TMPDIR=str(host.tmp_dir))
         env.update({key: host.rewrite(str(value)) for key, value in (self.job.request.get("Environment") or {}).items()})
         return env
 

@@ -112,9 +112,10 @@ class TrainingRunner(JobRunner):
             self._run_with_slot(image)
         finally:
             self.emulator.job_slots.release()
-            # the channels are still in S3; a tuning job would otherwise keep a copy per child job
-            for data_dir in self.job_dir.glob("algo-*/input/data"):
-                shutil.rmtree(data_dir, ignore_errors=True)
+            # the channels are still in S3; a tuning job would otherwise keep a copy per child job; and
+            # the container's /tmp goes with the container
+            for scratch in [*self.job_dir.glob("algo-*/input/data"), *self.job_dir.glob("algo-*/emulator/tmp")]:
+                shutil.rmtree(scratch, ignore_errors=True)
 
     def _check_runnable(self) -> images.TrainingImage:
         """What SageMaker would run but this machine cannot fails the job here, before it starts."""
@@ -355,7 +356,7 @@ class TrainingRunner(JobRunner):
     def _environment(self, host: HostFolder, image: images.TrainingImage, hosts: list[str], master_port: int) -> dict[str, str]:
         env = self.emulator.child_environment(self.job.region)
         # offline: a requirements.txt is satisfied from what is installed, or fails at once
-        env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+        env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", TMPDIR=str(host.tmp_dir))
         env.update(self.job.request.get("Environment") or {})
         env.update(
             SAGEMAKER_BASE_DIR=str(host.base),
