@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import gzip
 import html
 import json
 import os
@@ -112,12 +111,9 @@ def _read(url: str, conf: dict[str, str]) -> tuple[str, str] | None:
     context = _tls_context(conf.get("cert") or None)
     timeout = float(conf.get("timeout") or conf.get("default-timeout") or 15)
     try:
-        request = urllib.request.Request(url, headers={"Accept": "text/html", "Accept-Encoding": "gzip"})
+        request = urllib.request.Request(url, headers={"Accept": "text/html"})
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            body = response.read()
-            if response.headers.get("Content-Encoding") == "gzip":  # a big project's page is megabytes
-                body = gzip.decompress(body)
-            return body.decode(errors="replace"), response.geturl()
+            return response.read().decode(errors="replace"), response.geturl()
     except OSError:  # not found, unreachable: that source offers nothing, as pip would conclude
         return None
 
