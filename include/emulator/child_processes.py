@@ -24,7 +24,7 @@ WATCH_SCRIPT = Path(__file__).resolve().parent / "child_watch.py"
 
 # what a process needs from the emulator's environment to run on this machine without a container
 PASSED_THROUGH = (
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ",
     "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES",  # the machine's libraries and the GPUs it lends a job
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY",  # threads as the operator set them
 )
@@ -41,10 +41,13 @@ def _lifeline_fd() -> int:
         return _lifeline[0]
 
 
-def minimal_environment(*, python: str, aws: dict[str, str]) -> dict[str, str]:
+def minimal_environment(*, python: str, aws: dict[str, str], tmp_dir: Path) -> dict[str, str]:
     """The base environment of every job process and model server: ``aws`` (the emulator's endpoint,
-    region and credentials), the interpreter's folder first on PATH, and ``PASSED_THROUGH``."""
+    region and credentials), the interpreter's folder first on PATH, ``PASSED_THROUGH``, and TMPDIR
+    the process's own ``tmp_dir`` (a container's /tmp is its own, and goes with it), created here."""
     env = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    env["TMPDIR"] = str(tmp_dir)
     # the framework images have python (and torchrun) on PATH; here they sit beside the interpreter
     env["PATH"] = os.pathsep.join([str(Path(python).parent), env.get("PATH", os.defpath)])
     env.setdefault("LANG", "C.UTF-8")

@@ -120,13 +120,14 @@ class Emulator:
                 self._session = _isolated_boto3_session(self.settings.region)
             return self._session.client(service, endpoint_url=self.endpoint_url, region_name=region or self.settings.region)
 
-    def child_environment(self, region: str | None = None) -> dict[str, str]:
+    def child_environment(self, region: str | None, *, tmp_dir: Path) -> dict[str, str]:
         """The base environment of every process the emulator starts (jobs, model servers): a minimal
-        one (see ``child_processes.minimal_environment``) whose AWS calls come back here."""
+        one (see ``child_processes.minimal_environment``) whose AWS calls come back here, with
+        ``tmp_dir`` (removed with the job or instance) as its TMPDIR."""
         from .child_processes import minimal_environment
 
         region = region or self.settings.region
-        return minimal_environment(python=self.settings.python, aws={
+        return minimal_environment(python=self.settings.python, tmp_dir=tmp_dir, aws={
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_DEFAULT_REGION": region,
             "AWS_REGION": region,

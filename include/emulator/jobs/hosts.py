@@ -95,7 +95,7 @@ class HostFolder:
         """Start from an empty folder (a job name can be reused after a restart) and write the config."""
         if self.base.exists():
             shutil.rmtree(self.base)
-        for folder in (self.config_dir, self.data_dir, self.model_dir, self.output_data_dir, self.code_dir, self.tmp_dir):
+        for folder in (self.config_dir, self.data_dir, self.model_dir, self.output_data_dir, self.code_dir):
             folder.mkdir(parents=True)
         self._write("hyperparameters.json", hyperparameters)
         self._write("resourceconfig.json", resource_config)

@@ -173,7 +173,6 @@ class ProcessingRunner(JobRunner):
         config_dir = host.local("/opt/ml/config")
         config_dir.mkdir(parents=True)
         host.message_file.parent.mkdir(parents=True)
-        host.tmp_dir.mkdir(parents=True)
         instance_type = request["ProcessingResources"]["ClusterConfig"]["InstanceType"]
         (config_dir / "resourceconfig.json").write_text(json.dumps(_resource_config(host.name, host_names, instance_type)))
         job_config = {"ProcessingJobName": self.job.name, "ProcessingJobArn": self.job.arn, **request}
@@ -209,10 +208,10 @@ class ProcessingRunner(JobRunner):
             path.write_text(host.rewrite(path.read_text()))
 
     def _environment(self, host: ProcessingHost) -> dict[str, str]:
-        env = self.emulator.child_environment(self.job.region)
+        env = self.emulator.child_environment(self.job.region, tmp_dir=host.tmp_dir)
         # `python3` inside a script or shell line is this machine's interpreter, as it is the image's
         env["PATH"] = os.pathsep.join([str(Path(self.emulator.settings.python).parent), env.get("PATH", "")])
-        env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONUNBUFFERED="1", TMPDIR=str(host.tmp_dir))
+        env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONUNBUFFERED="1")
         env.update({key: host.rewrite(str(value)) for key, value in (self.job.request.get("Environment") or {}).items()})
         return env
 

@@ -354,9 +354,9 @@ class TrainingRunner(JobRunner):
             )
 
     def _environment(self, host: HostFolder, image: images.TrainingImage, hosts: list[str], master_port: int) -> dict[str, str]:
-        env = self.emulator.child_environment(self.job.region)
+        env = self.emulator.child_environment(self.job.region, tmp_dir=host.tmp_dir)
         # offline: a requirements.txt is satisfied from what is installed, or fails at once
-        env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", TMPDIR=str(host.tmp_dir))
+        env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
         env.update(self.job.request.get("Environment") or {})
         env.update(
             SAGEMAKER_BASE_DIR=str(host.base),

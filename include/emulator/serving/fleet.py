@@ -378,10 +378,8 @@ class ModelServerFleet:
 
     def _environment(self, region: str, variant: VariantSpec, instance_dir: Path,
                      faults: Faults = NO_FAULTS) -> dict[str, str]:
-        env = self.emulator.child_environment(region)
-        # the container's own /tmp, which goes with the instance (its folder is removed when it is retired)
-        (instance_dir / "tmp").mkdir(exist_ok=True)
-        env["TMPDIR"] = str(instance_dir / "tmp")
+        # the container's own /tmp goes with the instance: its folder is removed when it is retired
+        env = self.emulator.child_environment(region, tmp_dir=instance_dir / "tmp")
         env.update({key: str(value) for key, value in variant.container.environment.items()})
         env["SAGEMAKER_BASE_DIR"] = str(instance_dir)  # so sagemaker_inference's model_dir is ours
         env["PYTHONUNBUFFERED"] = "1"
