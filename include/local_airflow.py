@@ -164,6 +164,10 @@ class LocalAirflow:
             AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(self.home / "passwords.json"),
             # a new DAG file is picked up within seconds, not the default five minutes
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="10",
+            # a file is parsed again when it changes (file_parsing_sort_mode modified_time, the default),
+            # not every 30 s regardless: 11 unchanged files parsed twice a minute cost a tenth of a core
+            # per running Airflow, and the tests run up to three at once on two cores
+            AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="3600",
             # the local SageMaker answers at once: see a deferred job's end within 2 s (stages.CHECK_INTERVAL)
             SAGEMAKER_PIPELINES_CHECK_INTERVAL="2",
             **(extra_env or {}),
