@@ -98,9 +98,10 @@ def logs_client(emulator):
 
 
 # Longest first, since a long module started last runs alone at the end: with `pytest -n 2 --dist
-# loadscope` (make test) each worker takes the next module, one at a time. xdist first orders modules
-# by their number of tests, a stable sort, so this order holds among equals (`--no-loadscope-reorder`
-# keeps it alone: tried, and no faster in a full run).
+# loadscope --no-loadscope-reorder` (make test) each worker takes the next module in this order, one at a
+# time (and the next one early, once two of its tests are left). Without --no-loadscope-reorder xdist
+# orders modules by their number of tests instead, and the cifar10 module (3 tests, 6 minutes) ran last,
+# alone. scripts/replay_test_schedule.py replays a run's junit durations under either order.
 # The two longest whole-DAG modules go first, then the other whole-DAG ones, then modules with slow
 # tests, then the rest; modules move whole, and a module's tests keep their order.
 LONGEST_FIRST = ("test_promotion_lifecycle.py", "test_cifar10_pipeline.py")
