@@ -39,6 +39,7 @@ from sagemaker_pipelines_plugin.training import SageMakerResumableTrainingOperat
 # inside SageMaker's rate limits; a local SageMaker answers at once, so its harness and compose stack
 # set a shorter one (a job's end is otherwise seen 5 s late on average, in every run)
 CHECK_INTERVAL = int(os.environ.get("SAGEMAKER_PIPELINES_CHECK_INTERVAL", "10"))
+APPROVAL_RETRY_DELAY = timedelta(seconds=10)
 
 
 def promotion_params(workload) -> dict[str, Param]:
@@ -114,7 +115,10 @@ def _approval_by_a_person(workload, version):
     return SageMakerModelApprovalOperator(
         task_id="await_approval", model_package_arn=version["model_package_arn"],
         subject=f"Promote {workload.name} version {{{{ {_VERSION} }}}}?", body=APPROVAL_BODY,
-        response_timeout=timedelta(hours=workload.promotion.approval_timeout_hours))
+        response_timeout=timedelta(hours=workload.promotion.approval_timeout_hours),
+        # a retry asks again (docs/promotion.md: Airflow 3.3 can lose an answer given within a second of
+        # the question); the person who answered should see the question back within seconds
+        retry_delay=APPROVAL_RETRY_DELAY)
 
 
 def rollout(promotion, version, approved, *, smoke_test=None, settings=None, extras=()):
