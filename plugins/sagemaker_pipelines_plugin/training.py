@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
 
 from sagemaker_pipelines_plugin.links import SageMakerTrainingJobLink
@@ -20,9 +21,26 @@ NOT_RETRIED = ("AlgorithmError", "ClientError")
 LOG_LINES_SHOWN = 200
 
 
+class TrainingHook(SageMakerHook):
+    """SageMakerHook whose create_training_job can leave the job's first log lines to the operator.
+
+    Deferrable, the provider's operator passes print_log to create_training_job (which, not waiting,
+    prints what the job has logged so far) and then prints the same lines again itself before it
+    defers: every early line of every host showed twice in the task log."""
+
+    def __init__(self, *args, log_on_create: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log_on_create = log_on_create
+
+    def create_training_job(self, config: dict, wait_for_completion: bool = True, print_log: bool = True, **kwargs):
+        return super().create_training_job(config, wait_for_completion=wait_for_completion,
+                                           print_log=print_log and self.log_on_create, **kwargs)
+
+
 class SageMakerResumableTrainingOperator(RejoinEarlierTryMixin, SageMakerTrainingOperator):
     """SageMakerTrainingOperator that rejoins, returns or resubmits its run's job instead of duplicating it."""
 
+    aws_hook_class = TrainingHook
     job_kind = JobKind(label="Training", name_key="TrainingJobName", status_key="TrainingJobStatus",
                        describe="describe_training_job", trigger_type="Training")
     operator_extra_links = (SageMakerTrainingJobLink(),)
@@ -30,6 +48,11 @@ class SageMakerResumableTrainingOperator(RejoinEarlierTryMixin, SageMakerTrainin
     def __init__(self, **kwargs):
         kwargs["action_if_job_exists"] = "fail"
         super().__init__(**kwargs)
+
+    @property
+    def _hook_parameters(self) -> dict[str, Any]:
+        # deferring, the operator prints the job's log itself right after creating it
+        return {**super()._hook_parameters, "log_on_create": not (self.deferrable and self.wait_for_completion)}
 
     def finished_result(self, name: str) -> dict:
         return self.serialize_result(name)
