@@ -51,8 +51,8 @@ demo: setup
 # two workers (one a core on CI's two): a module stays on one worker, so its fixtures (a trained
 # model, a whole-DAG run) are built once. Modules are handed out in collection order, longest first
 # (tests/conftest.py), not xdist's default order by number of tests, which left the 6-minute cifar10
-# module (3 tests) to run alone at the end: replayed with a full run's durations, 2016 s against 2095 s
-# (tests/conftest.py says how)
+# module (3 tests) to run alone at the end: a full run's durations replayed both ways
+# (scripts/replay_test_schedule.py) gave 2016 s against 2095 s
 PYTEST_WORKERS ?= 2
 PYTEST_XDIST = -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 test: setup
