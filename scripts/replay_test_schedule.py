@@ -17,7 +17,7 @@ import argparse
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +54,7 @@ class Worker:
 
 def replay(ids: list[str], durations: dict[str, float], *, workers: int = 2, reorder: bool = True) -> list[Worker]:
     """Each worker's modules and finishing time, as xdist's loadscope would hand them out."""
-    scopes: OrderedDict[str, list[str]] = OrderedDict()
+    scopes: dict[str, list[str]] = {}  # in collection order
     for test_id in ids:
         scopes.setdefault(test_id.rsplit("::", 1)[0], []).append(test_id)
     queue = deque(sorted(scopes.items(), key=lambda item: -len(item[1])) if reorder else scopes.items())

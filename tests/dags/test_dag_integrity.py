@@ -157,5 +157,5 @@ def test_a_lost_approval_is_asked_again_within_seconds(dagbag):
     """Airflow 3.3 can lose an answer given right after the question (docs/promotion.md); the retry asks again."""
     approvals = [dag.get_task("await_approval") for dag in _dags(dagbag) if "await_approval" in dag.task_dict]
     assert len(approvals) >= 4, [a.dag_id for a in approvals]
-    slow = {a.dag_id: a.retry_delay for a in approvals if a.retry_delay.total_seconds() > 10 or a.retries < 2}
+    slow = {a.dag_id: a.retry_delay for a in approvals if a.retry_delay.total_seconds() > 10}  # their count: the test above
     assert not slow, slow
